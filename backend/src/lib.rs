@@ -1,7 +1,116 @@
 //! # vgpu-backend: the host buffer manager
 //!
-//! Owns host buffer objects for owners (a VM, a guest context): where each
-//! lives, its shmem backing, guest madvise, purge and the shrinker. Knows
-//! nothing of virtio. Built in the buffer-manager issue; empty until then.
+//! Owns host buffer objects for *owners* (a VM, a guest context inside it):
+//! where each object lives, its shmem backing, the guest's madvise, purging,
+//! the shrinker and the accounting behind quotas. It knows nothing of
+//! virtio; the device crate drives it. The design is the Linux TTM + i915
+//! shmem backend (see `shared/seed/i915-ttm-shmem-backend-patch.txt`)
+//! carried into a userspace daemon.
+//!
+//! ## Objects
+//!
+//! An object has a page-aligned size, an owner, an ordered placement list,
+//! a current region (or none), a madvise state (WILLNEED, DONTNEED, PURGED),
+//! a pin count, an optional busy fence, flags (swapped, dirty), a priority
+//! and a place in an LRU list. **Creating one allocates no memory**: its
+//! first validate or write populates it.
+//!
+//! ## Regions
+//!
+//! Regions come from a [`region::MemoryDriver`]. *System* memory gives each
+//! object its own memfd, created when the object is first populated there,
+//! sized once and sealed against shrinking and growing, named
+//! `vgpu:<owner>:<object>` so an admin can spot it in `/proc/<pid>/fd`.
+//! The *emulated device* region is one memfd pool (default 256 MiB) carved
+//! by an offset allocator: it stands in for Intel LMEM on hosts without an
+//! Intel GPU and is **emulated** — its pages are host RAM; what it
+//! reproduces is the model (hard capacity, eviction, copies on moves).
+//!
+//! ## Placement (TTM semantics, Linux ≥ 6.9)
+//!
+//! `validate(object, placement)` tries the non-fallback places without
+//! evicting, then the non-desired places with eviction from full non-system
+//! regions: DONTNEED victims are purged instead of moved, WILLNEED victims
+//! move to system memory with their contents, least recently used and
+//! lowest priority first, skipping pinned and busy objects; then it gives
+//! up with `NoSpace`. Every guest use moves the object to the tail of its
+//! LRU list in O(1). Details in the `placement` module.
+//!
+//! ## madvise
+//!
+//! `madvise(object, WILLNEED | DONTNEED)` answers `retained`. DONTNEED
+//! objects are first in line for purging. A purged object is dead, as in
+//! i915: WILLNEED answers `retained = false` and every later access or
+//! mapping fails with [`BoError::Purged`]. Pinned objects are never purged.
+//!
+//! ## Shrinker order
+//!
+//! [`BufferManager::shrink`] first purges DONTNEED objects (largest
+//! purgeable owner first; pages punched immediately), then, if more is
+//! wanted, hands idle unpinned WILLNEED objects' pages to the kernel: Lazy →
+//! MADV_COLD, Writeback → MADV_PAGEOUT. Bytes count only when really
+//! released, measured on the file; on a host without swap writeback frees
+//! nothing and the report says 0. Details in the `shrinker` module.
+//!
+//! ## Accounting and quotas
+//!
+//! Owners form a tree under a host root; every charge applies to the owner
+//! and its ancestors. Per owner and region: resident, purgeable, pinned,
+//! purged (objects, bytes), written back. A quota makes allocations fail
+//! with [`BoError::QuotaExceeded`] — after the owner's own DONTNEED objects
+//! were purged. [`BufferManager::destroy_owner`] frees every byte an owner
+//! (and its descendants) held.
+//!
+//! ## Locking
+//!
+//! Three kinds of locks, always taken in this order:
+//!
+//! 1. **Object locks** (one per object) guard an object's state and are the
+//!    only locks held across long work (copies, punches, releases), so a
+//!    long operation stalls nobody but users of that object. A thread holds
+//!    at most one object lock *blocking*; a second object (an eviction
+//!    victim, a shrink candidate) is only ever `try_lock`ed and skipped as
+//!    *contended* when taken — so two evictions can never deadlock.
+//! 2. **The LRU lock** (the registry's mutex, TTM's `lru_lock`) guards ids,
+//!    list membership and order. It is held only for O(1) list surgery or
+//!    to copy out a short batch of candidates — never across I/O and never
+//!    while waiting for an object lock. Object state changes update the
+//!    lists (`commit`) while still holding the object lock, so the lists
+//!    always describe committed state.
+//! 3. **Region allocator locks** (the device pool's offset allocator) are
+//!    innermost and held only inside `allocate` / `free`.
+//!
+//! Owner accounts are atomics and need no lock; the owner table is a
+//! read-mostly `RwLock` taken only briefly.
+//!
+//! The shrinker and eviction follow the seed's rule: pick candidates under
+//! the LRU lock, drop it, `try_lock` each candidate and **re-check** its
+//! state under its own lock, because it may have been re-advised, pinned,
+//! moved or destroyed in between.
 
 #![deny(missing_docs)]
+
+mod account;
+mod error;
+mod fence;
+pub mod host;
+mod manager;
+mod object;
+mod placement;
+pub mod region;
+mod registry;
+pub mod shmem;
+mod shrinker;
+mod stats;
+mod types;
+
+pub use error::{BoError, BoResult};
+pub use fence::Fence;
+pub use manager::{BufferManager, MapTarget, TeardownReport, MAX_OBJECT_SIZE};
+pub use placement::{DefaultPolicy, EvictionPolicy};
+pub use shrinker::{EvictReport, ShrinkReport, ShrinkRequest, SkipKind, Skipped, PURGE_ONLY};
+pub use stats::{ManagerStats, ObjectFilter, ObjectInfo, OwnerStats, RegionStats};
+pub use types::{
+    page_align, Madv, MemoryClass, ObjectId, OwnerId, PinReason, Place, PlaceKind, Placement,
+    Priority, RegionId, ShrinkMode, MAX_PLACES, PAGE_SIZE,
+};

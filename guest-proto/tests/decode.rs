@@ -1,6 +1,8 @@
 //! Decoding a request of every command type of the spec, and the error
 //! every truncated or oversized request gets.
 
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
 use vgpu_proto::virtio_gpu::*;
 use zerocopy::IntoBytes;
 

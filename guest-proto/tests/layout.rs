@@ -1,6 +1,8 @@
 //! Every virtio-gpu wire struct and constant of vgpu-proto against the
 //! bindgen definitions of the Linux uapi header in `virtio-bindings`.
 
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
 use std::mem::{offset_of, size_of};
 
 use vgpu_proto::virtio_gpu::*;

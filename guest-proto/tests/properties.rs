@@ -1,6 +1,8 @@
 //! Property tests: encode/decode round trips of every command, response and
 //! native-context request, and decoders that never panic on any bytes.
 
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
 use proptest::prelude::*;
 use vgpu_proto::native::*;
 use vgpu_proto::virtio_gpu::*;

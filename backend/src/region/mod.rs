@@ -1,0 +1,181 @@
+//! Memory regions and the driver that provides them.
+//!
+//! A [`MemoryRegion`] hands out room for an object's bytes (a [`Backing`])
+//! and says where those bytes live as a file descriptor and offset
+//! ([`Storage`]) — which is all the manager needs to read and write them,
+//! copy them between regions, punch them, release them to swap, and map
+//! them into the guest (SHMEM_MAP of the fd range).
+//!
+//! A [`MemoryDriver`] is the set of regions of one host GPU. Today:
+//! [`EmulatedDriver`] — system memory plus an *emulated* device-local pool
+//! standing in for Intel LMEM on hosts without an Intel GPU. The Intel
+//! i915 / xe drivers implement the same trait: regions by memory class and
+//! instance (`DRM_I915_QUERY_MEMORY_REGIONS`), CPU mapping by fd + offset
+//! (GEM mmap offsets, PRIME fds), and madvise passed through to the kernel
+//! ([`MemoryRegion::madvise`]).
+//!
+//! Regions never evict: a full region answers [`RegionError::NoSpace`] and
+//! the manager decides what to evict (policy lives in `placement`).
+
+mod device;
+mod system;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+pub use device::{EmulatedDeviceRegion, PoolRange, DEFAULT_DEVICE_POOL_SIZE};
+pub use system::SystemRegion;
+
+use crate::shmem::ShmemFile;
+use crate::types::{Madv, MemoryClass, RegionId};
+
+/// What a region is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Index in the manager.
+    pub id: RegionId,
+    /// Memory class (i915 `I915_MEMORY_CLASS_*`).
+    pub class: MemoryClass,
+    /// Instance within the class.
+    pub instance: u16,
+    /// Name for logs and the admin socket.
+    pub name: String,
+    /// Bytes the region can hold, `None` when bounded only by the host
+    /// (system memory: quotas and the shrinker bound it instead).
+    pub capacity: Option<u64>,
+    /// Whether the region is emulated (no real device memory behind it).
+    pub emulated: bool,
+}
+
+/// How CPU and guest mappings of a region are cached (virtio-gpu MAP_INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Cached, coherent.
+    Cached,
+    /// Write-combined (device memory through a BAR).
+    WriteCombined,
+}
+
+/// Room for one object's bytes, as a region handed it out.
+#[derive(Debug)]
+pub enum Backing {
+    /// The object's own memfd (system memory), created lazily on populate.
+    Shmem(ShmemFile),
+    /// A range of a region's pool file (emulated device memory).
+    Pool(PoolRange),
+}
+
+/// Where a backing's bytes are: `len` bytes of `file` starting at `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Storage<'a> {
+    /// The file.
+    pub file: &'a ShmemFile,
+    /// Offset of the object's first byte.
+    pub offset: u64,
+    /// Object size.
+    pub len: u64,
+}
+
+/// Why a region could not hand out room.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionError {
+    /// The region is full (eviction may help).
+    #[error("region full: {size} bytes wanted, {free} free")]
+    NoSpace {
+        /// Bytes wanted.
+        size: u64,
+        /// Bytes free (possibly fragmented).
+        free: u64,
+    },
+    /// The host refused (memfd, file descriptors, memory).
+    #[error("{op} failed")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A region of memory objects can be placed in.
+pub trait MemoryRegion: Send + Sync + fmt::Debug {
+    /// What the region is.
+    fn info(&self) -> &RegionInfo;
+
+    /// Room for `size` (page-aligned) bytes, named `name` for admins. Never
+    /// evicts. Allocates no page yet: pages appear when written.
+    fn allocate(&self, size: u64, name: &str) -> Result<Backing, RegionError>;
+
+    /// Gives the room and every page of it back.
+    fn free(&self, backing: Backing);
+
+    /// Where the backing's bytes are. Panics never: a backing of another
+    /// region kind is a manager bug reported as an error.
+    fn storage<'a>(&'a self, backing: &'a Backing) -> io::Result<Storage<'a>>;
+
+    /// Caching of mappings of this region.
+    fn caching(&self) -> Caching;
+
+    /// Whether resident pages can be released to swap (MADV_COLD /
+    /// MADV_PAGEOUT). Device memory can only be purged or evicted.
+    fn can_release(&self) -> bool;
+
+    /// Bytes handed out and not yet freed.
+    fn used(&self) -> u64;
+
+    /// Kernel-tracked madvise (i915 `I915_GEM_MADVISE`): `Some(retained)`
+    /// when the region's kernel driver tracks purgeability itself, `None`
+    /// when vgpu's own state is the only truth (memfd-backed regions).
+    fn madvise(&self, _backing: &Backing, _madv: Madv) -> Option<io::Result<bool>> {
+        None
+    }
+}
+
+/// The regions of one host GPU.
+pub trait MemoryDriver: Send + Sync + fmt::Debug {
+    /// Driver name for logs, `vgpuctl stats` and `--print-capabilities`.
+    fn name(&self) -> &str;
+    /// The regions, system memory first (its id must be [`RegionId::SYSTEM`]).
+    fn regions(&self) -> Vec<Arc<dyn MemoryRegion>>;
+}
+
+/// The driver for hosts without an Intel GPU: system memory plus an
+/// emulated device-local pool with LMEM's memory model.
+#[derive(Debug)]
+pub struct EmulatedDriver {
+    regions: Vec<Arc<dyn MemoryRegion>>,
+}
+
+impl EmulatedDriver {
+    /// System memory and an emulated device pool of `device_bytes` (0: no
+    /// device region, system memory only).
+    pub fn new(device_bytes: u64) -> io::Result<Self> {
+        let mut regions: Vec<Arc<dyn MemoryRegion>> = vec![Arc::new(SystemRegion::new())];
+        if device_bytes > 0 {
+            regions.push(Arc::new(EmulatedDeviceRegion::new(
+                RegionId::DEVICE,
+                device_bytes,
+            )?));
+        }
+        Ok(Self { regions })
+    }
+}
+
+impl MemoryDriver for EmulatedDriver {
+    fn name(&self) -> &str {
+        "emulated"
+    }
+
+    fn regions(&self) -> Vec<Arc<dyn MemoryRegion>> {
+        self.regions.clone()
+    }
+}
+
+pub(crate) fn wrong_backing(region: &RegionInfo) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("backing does not belong to region {}", region.name),
+    )
+}

@@ -1,0 +1,469 @@
+//! `ShmemFile`: a sealed memfd and the page operations the buffer manager
+//! needs on it — sparse copies, hole punching, residency, and releasing
+//! pages to the kernel — each reporting what *really* happened.
+//!
+//! Owns: the file descriptor and every system call on it. The only `unsafe`
+//! here is the short-lived mapping used for residency queries and
+//! MADV_COLD / MADV_PAGEOUT (`TempMapping`), which never outlives the call
+//! that made it and is never turned into a Rust reference: the guest may
+//! write the same pages through the VMM's own mapping.
+//!
+//! Must not: know about objects, owners or placement.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags, SeekFrom};
+use rustix::io::Errno;
+use rustix::mm::{Advice, MapFlags, ProtFlags};
+
+use crate::types::{ShrinkMode, PAGE_SIZE};
+
+/// Longest memfd name Linux accepts (249 bytes, without the terminator).
+const MAX_NAME: usize = 249;
+
+/// A memfd sized once at creation and sealed against shrinking and growing,
+/// so its size never changes under anyone who maps it (the VMM included).
+#[derive(Debug)]
+pub struct ShmemFile {
+    fd: OwnedFd,
+    size: u64,
+}
+
+impl ShmemFile {
+    /// Creates a sealed memfd of `size` bytes named `name` (visible in
+    /// `/proc/<pid>/fd` as `/memfd:<name>`). No page is allocated.
+    pub fn create(name: &str, size: u64) -> io::Result<Self> {
+        let mut clean: String = name
+            .chars()
+            .map(|c| if c == '\0' || c == '/' { '_' } else { c })
+            .collect();
+        while clean.len() > MAX_NAME {
+            clean.pop();
+        }
+        let cname =
+            CString::new(clean).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let fd = rustix::fs::memfd_create(&cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, size)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        Ok(Self { fd, size })
+    }
+
+    /// The file descriptor (for SHMEM_MAP into the guest, or `pwrite`).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn check(&self, offset: u64, len: u64) -> io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {offset}+{len} outside a {}-byte file", self.size),
+            )),
+        }
+    }
+
+    /// Writes `data` at `offset` (allocating pages as needed).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.check(offset, data.len() as u64)?;
+        let mut done = 0;
+        while done < data.len() {
+            match rustix::io::pwrite(&self.fd, &data[done..], offset + done as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes at `offset` (holes read as zeros, no page
+    /// is allocated by reading).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check(offset, buf.len() as u64)?;
+        let mut done = 0;
+        while done < buf.len() {
+            match rustix::io::pread(&self.fd, &mut buf[done..], offset + done as u64) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of pages allocated to the whole file (`st_blocks`).
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        let st = rustix::fs::fstat(&self.fd)?;
+        Ok(u64::try_from(st.st_blocks).unwrap_or(0) * 512)
+    }
+
+    /// The allocated extents `[start, end)` within `offset..offset+len`,
+    /// found with SEEK_DATA / SEEK_HOLE.
+    pub fn data_extents(&self, offset: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
+        self.check(offset, len)?;
+        let end = offset + len;
+        let mut extents = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let data = match rustix::fs::seek(&self.fd, SeekFrom::Data(pos)) {
+                Ok(d) => d,
+                Err(Errno::NXIO) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if data >= end {
+                break;
+            }
+            let hole = rustix::fs::seek(&self.fd, SeekFrom::Hole(data))?.min(end);
+            extents.push((data, hole));
+            pos = hole;
+        }
+        Ok(extents)
+    }
+
+    /// Bytes allocated within `offset..offset+len`.
+    pub fn allocated_in(&self, offset: u64, len: u64) -> io::Result<u64> {
+        Ok(self
+            .data_extents(offset, len)?
+            .iter()
+            .map(|(s, e)| e - s)
+            .sum())
+    }
+
+    /// Frees the pages of `offset..offset+len` (the seed's purge:
+    /// `shmem_truncate_range` done immediately). Returns the bytes really
+    /// released, measured before and after.
+    pub fn punch(&self, offset: u64, len: u64) -> io::Result<u64> {
+        if len == 0 {
+            return Ok(0);
+        }
+        let before = self.allocated_in(offset, len)?;
+        if before == 0 {
+            return Ok(0);
+        }
+        rustix::fs::fallocate(
+            &self.fd,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )?;
+        let after = self.allocated_in(offset, len)?;
+        Ok(before.saturating_sub(after))
+    }
+
+    /// Copies `len` bytes at `src_offset` into `dst` at `dst_offset`,
+    /// keeping holes holes: the destination range is punched first, then
+    /// only the source's allocated extents are copied, in the kernel
+    /// (`copy_file_range`), with a buffered fallback.
+    pub fn copy_to(
+        &self,
+        src_offset: u64,
+        dst: &ShmemFile,
+        dst_offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        self.check(src_offset, len)?;
+        dst.check(dst_offset, len)?;
+        dst.punch(dst_offset, len)?;
+        for (start, end) in self.data_extents(src_offset, len)? {
+            let rel = start - src_offset;
+            copy_range(&self.fd, start, &dst.fd, dst_offset + rel, end - start)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of `offset..offset+len` resident in RAM (mincore).
+    pub fn resident_in(&self, offset: u64, len: u64) -> io::Result<u64> {
+        self.check(offset, len)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        let map = TempMapping::new(&self.fd, offset, len)?;
+        Ok(map.residency()?.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE)
+    }
+
+    /// Gives the resident pages of `offset..offset+len` back to the kernel
+    /// without losing them: Lazy marks them cold (MADV_COLD, reclaimed first
+    /// when the kernel needs memory), Writeback pushes them to swap now
+    /// (MADV_PAGEOUT). Only pages no other process maps are affected.
+    ///
+    /// Returns the bytes that are no longer resident afterwards: with no
+    /// swap, shmem pages cannot leave RAM and this is honestly 0.
+    pub fn release(&self, offset: u64, len: u64, mode: ShrinkMode) -> io::Result<u64> {
+        self.check(offset, len)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        let map = TempMapping::new(&self.fd, offset, len)?;
+        let before = map.residency()?;
+        let resident_before = before.iter().filter(|r| **r & 1 != 0).count();
+        if resident_before == 0 {
+            return Ok(0);
+        }
+        // MADV_COLD / MADV_PAGEOUT act on pages mapped in this process:
+        // map exactly the resident runs (populating a hole would allocate).
+        for (first, count) in runs(&before) {
+            map.advise(first, count, Advice::LinuxPopulateRead)?;
+        }
+        let advice = match mode {
+            ShrinkMode::Lazy => Advice::LinuxCold,
+            ShrinkMode::Writeback => Advice::LinuxPageOut,
+        };
+        map.advise(0, map.pages(), advice)?;
+        drop(map);
+        // Measure on a fresh mapping: residency is a property of the file.
+        let after = self.resident_in(offset, len)?;
+        Ok((resident_before as u64 * PAGE_SIZE).saturating_sub(after))
+    }
+}
+
+/// Maximal runs `(first_page, page_count)` of resident pages.
+fn runs(residency: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < residency.len() {
+        if residency[i] & 1 == 0 {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < residency.len() && residency[i] & 1 != 0 {
+            i += 1;
+        }
+        out.push((start, i - start));
+    }
+    out
+}
+
+fn copy_range(
+    src: &OwnedFd,
+    src_off: u64,
+    dst: &OwnedFd,
+    dst_off: u64,
+    len: u64,
+) -> io::Result<()> {
+    let (mut off_in, mut off_out, mut left) = (src_off, dst_off, len);
+    while left > 0 {
+        let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+        match rustix::fs::copy_file_range(src, Some(&mut off_in), dst, Some(&mut off_out), chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => left -= n as u64,
+            Err(Errno::INTR) => continue,
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                return copy_buffered(src, off_in, dst, off_out, left)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn copy_buffered(
+    src: &OwnedFd,
+    mut off_in: u64,
+    dst: &OwnedFd,
+    mut off_out: u64,
+    mut left: u64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; usize::try_from(left.min(1 << 20)).unwrap_or(1 << 20)];
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
+        let got = match rustix::io::pread(src, &mut buf[..n], off_in) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(got) => got,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut put = 0;
+        while put < got {
+            match rustix::io::pwrite(dst, &buf[put..got], off_out + put as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => put += w,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        off_in += got as u64;
+        off_out += got as u64;
+        left -= got as u64;
+    }
+    Ok(())
+}
+
+/// A read-only shared mapping of part of a file that lives only for the
+/// duration of one operation. Never dereferenced from Rust: only handed to
+/// `mincore` and `madvise`.
+struct TempMapping {
+    ptr: NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl TempMapping {
+    fn new(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh mapping chosen by the kernel (no fixed address), so
+        // it cannot replace any existing memory; the file and range were
+        // checked by the caller and `offset` is page aligned for every range
+        // the manager uses (the kernel rejects it otherwise).
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                fd,
+                offset,
+            )?
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
+        Ok(Self { ptr, len })
+    }
+
+    fn pages(&self) -> usize {
+        self.len.div_ceil(PAGE_SIZE as usize)
+    }
+
+    fn residency(&self) -> io::Result<Vec<u8>> {
+        let mut vec = vec![0u8; self.pages()];
+        // SAFETY: `ptr..ptr+len` is our own live mapping and `vec` has one
+        // byte per page of it, as mincore(2) requires.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr(), self.len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(vec)
+    }
+
+    fn advise(&self, first_page: usize, pages: usize, advice: Advice) -> io::Result<()> {
+        let start = first_page * PAGE_SIZE as usize;
+        let len = (pages * PAGE_SIZE as usize).min(self.len.saturating_sub(start));
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range lies inside our own live mapping; these advices
+        // only change page-table and LRU state, never the file's contents.
+        unsafe {
+            rustix::mm::madvise(
+                self.ptr.as_ptr().cast::<u8>().add(start).cast(),
+                len,
+                advice,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` created; nothing refers to
+        // it afterwards.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn created_files_are_sealed_named_and_unpopulated() {
+        let f = ShmemFile::create("vgpu:test/obj\0x", MIB).unwrap();
+        assert_eq!(f.size(), MIB);
+        assert_eq!(f.allocated_bytes().unwrap(), 0);
+        let seals = rustix::fs::fcntl_get_seals(f.fd()).unwrap();
+        assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL));
+        assert!(
+            rustix::fs::ftruncate(f.fd(), 2 * MIB).is_err(),
+            "growing is sealed"
+        );
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", {
+            use std::os::fd::AsRawFd;
+            f.fd().as_raw_fd()
+        }))
+        .unwrap();
+        assert_eq!(link.to_string_lossy(), "/memfd:vgpu:test_obj_x (deleted)");
+    }
+
+    #[test]
+    fn writes_reads_and_extents() {
+        let f = ShmemFile::create("t", MIB).unwrap();
+        f.write_at(8192, b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        f.read_at(8192, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        f.read_at(0, &mut buf).unwrap();
+        assert_eq!(buf, [0; 5]);
+        assert_eq!(f.data_extents(0, MIB).unwrap(), vec![(8192, 12288)]);
+        assert_eq!(f.allocated_in(0, MIB).unwrap(), 4096);
+        assert_eq!(f.allocated_bytes().unwrap(), 4096);
+        assert!(f.write_at(MIB - 2, b"abc").is_err());
+        assert!(f.read_at(u64::MAX, &mut buf).is_err());
+    }
+
+    #[test]
+    fn punch_reports_only_what_was_released() {
+        let f = ShmemFile::create("t", MIB).unwrap();
+        f.write_at(0, &vec![1u8; 3 * 4096]).unwrap();
+        assert_eq!(f.punch(4096, 4096).unwrap(), 4096);
+        assert_eq!(f.punch(4096, 4096).unwrap(), 0, "already a hole");
+        assert_eq!(f.punch(0, MIB).unwrap(), 2 * 4096);
+        assert_eq!(f.allocated_bytes().unwrap(), 0);
+        let mut buf = [9u8; 4];
+        f.read_at(0, &mut buf).unwrap();
+        assert_eq!(buf, [0; 4]);
+    }
+
+    #[test]
+    fn sparse_copies_keep_holes_and_clear_old_data() {
+        let a = ShmemFile::create("a", MIB).unwrap();
+        let b = ShmemFile::create("b", 4 * MIB).unwrap();
+        a.write_at(3 * 4096, &[7u8; 4096]).unwrap();
+        b.write_at(2 * MIB, &[5u8; 8192]).unwrap(); // stale data in the target range
+        a.copy_to(0, &b, 2 * MIB, MIB).unwrap();
+        assert_eq!(b.allocated_in(2 * MIB, MIB).unwrap(), 4096);
+        let mut buf = vec![0u8; MIB as usize];
+        b.read_at(2 * MIB, &mut buf).unwrap();
+        assert!(buf[..3 * 4096].iter().all(|b| *b == 0));
+        assert!(buf[3 * 4096..4 * 4096].iter().all(|b| *b == 7));
+        assert!(buf[4 * 4096..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn residency_and_release_are_measured() {
+        let f = ShmemFile::create("t", MIB).unwrap();
+        f.write_at(0, &vec![3u8; 64 * 1024]).unwrap();
+        assert_eq!(f.resident_in(0, MIB).unwrap(), 64 * 1024);
+        // Lazy never frees anything at once.
+        assert_eq!(f.release(0, MIB, ShrinkMode::Lazy).unwrap(), 0);
+        let freed = f.release(0, MIB, ShrinkMode::Writeback).unwrap();
+        let still = f.resident_in(0, MIB).unwrap();
+        assert_eq!(
+            freed + still,
+            64 * 1024,
+            "what left RAM plus what stayed is what was there"
+        );
+        // Contents survive either way; no hole was populated.
+        let mut buf = vec![0u8; 64 * 1024];
+        f.read_at(0, &mut buf).unwrap();
+        assert!(buf.iter().all(|b| *b == 3));
+        assert_eq!(f.allocated_bytes().unwrap(), 64 * 1024);
+    }
+
+    #[test]
+    fn resident_runs() {
+        assert_eq!(runs(&[1, 1, 0, 1, 0, 0, 1]), vec![(0, 2), (3, 1), (6, 1)]);
+        assert_eq!(runs(&[0, 0]), vec![]);
+    }
+}

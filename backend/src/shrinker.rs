@@ -1,0 +1,501 @@
+//! The shrinker: gives host memory back, in the seed's order.
+//!
+//! 1. **Purge** DONTNEED objects, largest purgeable owner first: punch the
+//!    pages now (`fallocate(PUNCH_HOLE)` on the object's memfd or device
+//!    range), mark PURGED. Purged objects are dead for good.
+//! 2. If the target is not met (and the request allows it), **release**
+//!    idle, unpinned WILLNEED objects in system memory: Lazy marks their
+//!    pages cold (MADV_COLD), Writeback pushes them to swap now
+//!    (MADV_PAGEOUT) — the seed's `shrinker_release_pages(obj,
+//!    should_writeback)`. They are marked *swapped* and leave the
+//!    evictable list until the guest uses them again.
+//!
+//! Bytes are counted **only when really released**, measured on the file
+//! (allocated extents before and after a punch; page residency before and
+//! after a release). On a host without swap a release frees nothing, and
+//! the report says 0.
+//!
+//! Candidates are picked under the LRU lock in small batches; each is then
+//! `try_lock`ed and re-checked under its own lock, because it may have been
+//! re-advised, pinned, moved or destroyed since (the seed's v2 note). A
+//! locked object is skipped as *contended*, never waited for. Lists hold
+//! only objects a phase can act on, and skipped objects rotate to the tail,
+//! so the cost grows with the work done, not with the number of live
+//! objects.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::manager::{BufferManager, Inner};
+use crate::object::Object;
+use crate::placement::{SkipReason, VictimOutcome};
+use crate::registry::ListKey;
+use crate::types::{Madv, ObjectId, OwnerId, Priority, RegionId, ShrinkMode};
+
+/// Objects picked per LRU-lock hold.
+const BATCH: usize = 32;
+/// Skipped objects listed by id in a report (the counts cover all).
+const MAX_LISTED_SKIPS: usize = 64;
+
+/// What to shrink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShrinkRequest {
+    /// Bytes to give back; the shrinker stops once that many are released.
+    pub target: u64,
+    /// How hard to push WILLNEED objects (phase 2).
+    pub mode: ShrinkMode,
+    /// Only objects of this owner and its descendants.
+    pub owner: Option<OwnerId>,
+    /// Stop after phase 1 (purge).
+    pub purge_only: bool,
+    /// Most objects to look at.
+    pub scan_limit: usize,
+}
+
+/// Purge every DONTNEED object, nothing else.
+pub const PURGE_ONLY: ShrinkRequest = ShrinkRequest {
+    target: u64::MAX,
+    mode: ShrinkMode::Lazy,
+    owner: None,
+    purge_only: true,
+    scan_limit: usize::MAX,
+};
+
+impl ShrinkRequest {
+    /// Both phases, for `target` bytes.
+    pub fn new(target: u64, mode: ShrinkMode) -> Self {
+        Self {
+            target,
+            mode,
+            owner: None,
+            purge_only: false,
+            scan_limit: usize::MAX,
+        }
+    }
+}
+
+/// An object the shrinker left alone, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// The object.
+    pub object: ObjectId,
+    /// Why.
+    pub reason: SkipKind,
+}
+
+/// Why an object was left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipKind {
+    /// Pinned (mapped, scanned out, exported).
+    Pinned,
+    /// An unsignaled fence covers it.
+    Busy,
+    /// Someone held its lock.
+    Contended,
+    /// It changed between being picked and being locked.
+    Changed,
+    /// Its move or release failed, or the policy refused.
+    Failed,
+}
+
+impl From<SkipReason> for SkipKind {
+    fn from(r: SkipReason) -> Self {
+        match r {
+            SkipReason::Pinned => SkipKind::Pinned,
+            SkipReason::Busy => SkipKind::Busy,
+            SkipReason::Contended => SkipKind::Contended,
+            SkipReason::Changed => SkipKind::Changed,
+            SkipReason::Refused => SkipKind::Failed,
+        }
+    }
+}
+
+/// What a shrink did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShrinkReport {
+    /// Bytes asked for.
+    pub target: u64,
+    /// Bytes really released by purging.
+    pub purged_bytes: u64,
+    /// Objects purged.
+    pub purged_objects: u64,
+    /// Bytes really released by MADV_COLD / MADV_PAGEOUT.
+    pub written_back_bytes: u64,
+    /// WILLNEED objects whose pages were handed to the kernel.
+    pub released_objects: u64,
+    /// Objects looked at.
+    pub scanned: u64,
+    /// Skipped because pinned.
+    pub skipped_pinned: u64,
+    /// Skipped because busy.
+    pub skipped_busy: u64,
+    /// Skipped because their lock was taken.
+    pub skipped_contended: u64,
+    /// Skipped because they changed after being picked, or failed.
+    pub skipped_other: u64,
+    /// The first skipped objects, by id.
+    pub skipped: Vec<Skipped>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl ShrinkReport {
+    /// Bytes given back in all.
+    pub fn freed(&self) -> u64 {
+        self.purged_bytes + self.written_back_bytes
+    }
+
+    fn skip(&mut self, object: ObjectId, reason: SkipKind) {
+        match reason {
+            SkipKind::Pinned => self.skipped_pinned += 1,
+            SkipKind::Busy => self.skipped_busy += 1,
+            SkipKind::Contended => self.skipped_contended += 1,
+            SkipKind::Changed | SkipKind::Failed => self.skipped_other += 1,
+        }
+        if self.skipped.len() < MAX_LISTED_SKIPS {
+            self.skipped.push(Skipped { object, reason });
+        }
+    }
+
+    fn done(&self, request: &ShrinkRequest) -> bool {
+        self.freed() >= request.target || self.scanned >= request.scan_limit as u64
+    }
+}
+
+/// What an admin `evict` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvictReport {
+    /// Objects moved to system memory.
+    pub moved_objects: u64,
+    /// Their bytes.
+    pub moved_bytes: u64,
+    /// Objects left in place (pinned, busy, contended, failed).
+    pub skipped: u64,
+}
+
+impl BufferManager {
+    /// Shrinks as asked. See the module docs.
+    pub fn shrink(&self, request: &ShrinkRequest) -> ShrinkReport {
+        self.inner.shrink(request)
+    }
+
+    /// Purges every DONTNEED object now (of one owner and its descendants,
+    /// or of everyone). The admin socket's `purge`.
+    pub fn purge(&self, owner: Option<OwnerId>) -> ShrinkReport {
+        self.inner.shrink(&ShrinkRequest {
+            owner,
+            ..PURGE_ONLY
+        })
+    }
+
+    /// Moves every unpinned, idle object out of `region` into system memory
+    /// (contents kept, DONTNEED ones included). The admin socket's `evict`.
+    pub fn evict_region(&self, region: RegionId) -> EvictReport {
+        let mut report = EvictReport::default();
+        if region == RegionId::SYSTEM || self.inner.region(region).is_err() {
+            return report;
+        }
+        let keys = |k: &ListKey| match *k {
+            ListKey::Purgeable { region: r, .. }
+            | ListKey::Evictable { region: r, .. }
+            | ListKey::Swapped { region: r } => r == region.0,
+            ListKey::None => false,
+        };
+        loop {
+            let batch = self.inner.batch_from(keys, BATCH, |_| true);
+            if batch.is_empty() {
+                break;
+            }
+            let mut progress = false;
+            for obj in batch {
+                match self.inner.move_out(&obj, region) {
+                    true => {
+                        progress = true;
+                        report.moved_objects += 1;
+                        report.moved_bytes += obj.size;
+                    }
+                    false => {
+                        report.skipped += 1;
+                        self.inner.registry().touch(obj.id);
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        report
+    }
+}
+
+impl Inner {
+    /// See the module docs.
+    pub fn shrink(&self, request: &ShrinkRequest) -> ShrinkReport {
+        let started = Instant::now();
+        let mut report = ShrinkReport {
+            target: request.target,
+            ..ShrinkReport::default()
+        };
+        self.purge_phase(request, &mut report);
+        if !request.purge_only && !report.done(request) {
+            self.release_phase(request, &mut report);
+        }
+        report.duration = started.elapsed();
+        if report.scanned > 0 {
+            log::debug!(
+                "shrink {:?} target {}: purged {} B in {} objects, released {} B, scanned {}, skipped {}/{}/{}/{} (pinned/busy/contended/other) in {:?}",
+                request.mode,
+                request.target,
+                report.purged_bytes,
+                report.purged_objects,
+                report.written_back_bytes,
+                report.scanned,
+                report.skipped_pinned,
+                report.skipped_busy,
+                report.skipped_contended,
+                report.skipped_other,
+                report.duration
+            );
+        }
+        report
+    }
+
+    fn purge_phase(&self, request: &ShrinkRequest, report: &mut ShrinkReport) {
+        // Largest purgeable owner first (fairness between VMs).
+        let mut owners: Vec<(OwnerId, u64)> = {
+            let all = self.owners_read();
+            all.values()
+                .filter(|a| a.id != OwnerId(0))
+                .filter(|a| request.owner.is_none_or(|o| a.is_within(o)))
+                .map(|a| (a.id, a.purgeable_total()))
+                .filter(|(_, p)| *p > 0)
+                .collect()
+        };
+        owners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (owner, _) in owners {
+            let keys = move |k: &ListKey| matches!(*k, ListKey::Purgeable { owner: o, .. } if o == owner.0);
+            loop {
+                if report.done(request) {
+                    return;
+                }
+                let batch = self.batch_from(keys, BATCH, |_| true);
+                if batch.is_empty() {
+                    break;
+                }
+                let mut progress = false;
+                for obj in batch {
+                    report.scanned += 1;
+                    match self.purge_candidate(&obj) {
+                        VictimOutcome::Purged(bytes) => {
+                            progress = true;
+                            report.purged_objects += 1;
+                            report.purged_bytes += bytes;
+                        }
+                        VictimOutcome::Moved => progress = true,
+                        VictimOutcome::Skipped(reason) => {
+                            report.skip(obj.id, reason.into());
+                            self.registry().touch(obj.id);
+                        }
+                    }
+                    if report.done(request) {
+                        return;
+                    }
+                }
+                if !progress {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn purge_candidate(&self, obj: &Object) -> VictimOutcome {
+        let Some(mut st) = obj.try_lock() else {
+            return VictimOutcome::Skipped(SkipReason::Contended);
+        };
+        if st.dead || st.madv != Madv::DontNeed || st.backing.is_none() {
+            return VictimOutcome::Skipped(SkipReason::Changed);
+        }
+        if st.pin_count > 0 {
+            return VictimOutcome::Skipped(SkipReason::Pinned);
+        }
+        if st.is_busy() {
+            return VictimOutcome::Skipped(SkipReason::Busy);
+        }
+        match self.purge_locked(obj, &mut st) {
+            Ok(bytes) => VictimOutcome::Purged(bytes),
+            Err(e) => {
+                log::warn!("purging {} failed: {e}", obj.id);
+                VictimOutcome::Skipped(SkipReason::Refused)
+            }
+        }
+    }
+
+    fn release_phase(&self, request: &ShrinkRequest, report: &mut ShrinkReport) {
+        let releasable: Vec<u8> = self
+            .regions
+            .iter()
+            .filter(|r| r.can_release())
+            .map(|r| r.info().id.0)
+            .collect();
+        for priority in 0..Priority::LEVELS as u8 {
+            for region in &releasable {
+                let key = ListKey::Evictable {
+                    region: *region,
+                    priority,
+                };
+                let done = match request.owner {
+                    // One owner: walk its own objects once (its slice of the
+                    // global lists may be anywhere in them).
+                    Some(owner) => {
+                        let mut once = Some(self.owner_candidates(owner, key));
+                        self.release_from(|| once.take().unwrap_or_default(), request, report)
+                    }
+                    None => self.release_from(
+                        || self.batch_from(|k| *k == key, BATCH, |_| true),
+                        request,
+                        report,
+                    ),
+                };
+                if done {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Releases candidates batch by batch; true once the request is done.
+    fn release_from(
+        &self,
+        mut next_batch: impl FnMut() -> Vec<Arc<Object>>,
+        request: &ShrinkRequest,
+        report: &mut ShrinkReport,
+    ) -> bool {
+        loop {
+            let batch = next_batch();
+            if batch.is_empty() {
+                return false;
+            }
+            let mut progress = false;
+            for obj in batch {
+                if report.done(request) {
+                    return true;
+                }
+                report.scanned += 1;
+                match self.release_candidate(&obj, request.mode) {
+                    Ok(bytes) => {
+                        progress = true;
+                        report.released_objects += 1;
+                        report.written_back_bytes += bytes;
+                    }
+                    Err(reason) => {
+                        report.skip(obj.id, reason.into());
+                        self.registry().touch(obj.id);
+                    }
+                }
+            }
+            if report.done(request) {
+                return true;
+            }
+            if !progress {
+                return false;
+            }
+        }
+    }
+
+    fn release_candidate(&self, obj: &Object, mode: ShrinkMode) -> Result<u64, SkipReason> {
+        let Some(mut st) = obj.try_lock() else {
+            return Err(SkipReason::Contended);
+        };
+        let Some(region_id) = st.region() else {
+            return Err(SkipReason::Changed);
+        };
+        let region = &self.regions[usize::from(region_id.0)];
+        if st.dead || st.madv != Madv::WillNeed || st.swapped || !region.can_release() {
+            return Err(SkipReason::Changed);
+        }
+        if st.pin_count > 0 {
+            return Err(SkipReason::Pinned);
+        }
+        if st.is_busy() {
+            return Err(SkipReason::Busy);
+        }
+        let released = match &st.backing {
+            Some((_, backing)) => region
+                .storage(backing)
+                .and_then(|s| s.file.release(s.offset, s.len, mode)),
+            None => return Err(SkipReason::Changed),
+        };
+        let released = match released {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("releasing {} failed: {e}", obj.id);
+                return Err(SkipReason::Refused);
+            }
+        };
+        // Marked swapped whatever the kernel managed: the pages were handed
+        // over (the seed sets SWAPPED before unpopulating); the object
+        // leaves the evictable list until it is used again.
+        let before = st.charge();
+        st.swapped = true;
+        self.commit(obj, &st, before);
+        obj.owner.count(|a| &a.written_back_bytes, released);
+        Ok(released)
+    }
+
+    /// Up to `max` objects from the heads of the lists matching `keys`.
+    pub(crate) fn batch_from(
+        &self,
+        keys: impl Fn(&ListKey) -> bool,
+        max: usize,
+        keep: impl Fn(&Object) -> bool,
+    ) -> Vec<Arc<Object>> {
+        let reg = self.registry();
+        let mut lists = reg.lists_where(keys);
+        lists.sort_by_key(|(k, _)| list_order(k));
+        let mut out = Vec::new();
+        for (key, _) in lists {
+            if out.len() >= max {
+                break;
+            }
+            reg.candidates(key, max - out.len(), usize::MAX, &keep, &mut out);
+        }
+        out
+    }
+
+    fn owner_candidates(&self, owner: OwnerId, key: ListKey) -> Vec<Arc<Object>> {
+        let owners = self.subtree(owner);
+        let reg = self.registry();
+        owners
+            .iter()
+            .flat_map(|o| reg.owner_objects(o.0))
+            .filter(|o| reg.key_of(o.id) == Some(key))
+            .collect()
+    }
+
+    /// Moves one object out of `region` to system memory, contents kept.
+    fn move_out(&self, obj: &Object, region: RegionId) -> bool {
+        let Some(mut st) = obj.try_lock() else {
+            return false;
+        };
+        if st.dead || st.region() != Some(region) || st.pin_count > 0 || st.is_busy() {
+            return false;
+        }
+        match self.validate_locked(obj, &mut st, crate::types::Placement::system()) {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("evicting {} from {region} failed: {e}", obj.id);
+                false
+            }
+        }
+    }
+}
+
+/// Deterministic walk order: by region, then priority.
+fn list_order(key: &ListKey) -> (u8, u8, u32) {
+    match *key {
+        ListKey::Purgeable { owner, region } => (region, 0, owner),
+        ListKey::Evictable { region, priority } => (region, 1 + priority, 0),
+        ListKey::Swapped { region } => (region, 255, 0),
+        ListKey::None => (255, 255, 0),
+    }
+}

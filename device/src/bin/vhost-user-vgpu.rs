@@ -1,0 +1,70 @@
+//! `vhost-user-vgpu`: the vgpu daemon. See `--help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use vgpu_backend::BufferManager;
+use vgpu_device::cli::{capabilities_json, Cli};
+use vgpu_device::daemon::{Daemon, Endpoint};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    if cli.print_capabilities {
+        println!("{}", capabilities_json());
+        return ExitCode::SUCCESS;
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vhost-user-vgpu: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let endpoint = match (&cli.socket_path, cli.fd) {
+        (Some(path), None) => Endpoint::Path(path.clone()),
+        (None, Some(fd)) => {
+            check_listening_socket(fd)?;
+            Endpoint::Fd(fd)
+        }
+        _ => return Err("give either --socket-path PATH or --fd N (see --help)".into()),
+    };
+    let cfg = cli.config()?;
+    match vgpu_backend::host::raise_fd_limit() {
+        Ok(n) => log::debug!("open-file limit: {n}"),
+        Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+    let bm = BufferManager::emulated(cfg.device_memory)
+        .map_err(|e| format!("setting up the buffer manager: {e}"))?;
+    log::info!(
+        "no Intel GPU driver in this build: using the emulated device ({} MiB of emulated device memory)",
+        cfg.device_memory >> 20
+    );
+    let daemon = Daemon::new(cfg, bm);
+    let mut listener = Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
+    daemon
+        .run(&mut listener, cli.exit_on_disconnect)
+        .map_err(|e| e.to_string())
+}
+
+fn source_text(e: &dyn std::error::Error) -> String {
+    e.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// `--fd` must name an open socket.
+fn check_listening_socket(fd: i32) -> Result<(), String> {
+    if fd < 0 {
+        return Err(format!("--fd {fd} is not a file descriptor"));
+    }
+    // SAFETY: only borrowed for the fstat below; ownership stays with the
+    // caller (it becomes the listener).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let st = rustix::fs::fstat(borrowed).map_err(|e| format!("--fd {fd}: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
+        return Err(format!("--fd {fd} is not a socket"));
+    }
+    Ok(())
+}

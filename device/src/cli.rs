@@ -1,0 +1,181 @@
+//! The `vhost-user-vgpu` command line (vhost-user backend program
+//! conventions: `--socket-path`, `--fd`, `--print-capabilities`), turned
+//! into a [`DeviceConfig`].
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{DeviceConfig, Limits, Mode};
+
+/// vgpu: a vhost-user virtio-gpu backend whose guest blobs are host buffers
+/// managed like the kernel's TTM (device memory is emulated on hosts
+/// without an Intel GPU).
+#[derive(Debug, Parser)]
+#[command(name = "vhost-user-vgpu", version, about, long_about = None)]
+pub struct Cli {
+    /// Create and listen on this unix socket (the VMM connects to it).
+    #[arg(short = 's', long, value_name = "PATH", conflicts_with = "fd")]
+    pub socket_path: Option<String>,
+
+    /// Use this already-listening socket, handed over by the VMM or libvirt.
+    #[arg(short = 'f', long, value_name = "N")]
+    pub fd: Option<i32>,
+
+    /// Print the JSON capabilities for /usr/share/qemu/vhost-user/*.json and exit.
+    #[arg(short = 'c', long)]
+    pub print_capabilities: bool,
+
+    /// Offer VIRTIO_GPU_F_VIRGL (the default; needed for context commands
+    /// in Linux guests). Accepted for QEMU's convention.
+    #[arg(short = 'v', long, conflicts_with = "no_virgl")]
+    pub virgl: bool,
+
+    /// Do not offer VIRTIO_GPU_F_VIRGL (QEMU displays without GL refuse a
+    /// GL console; no contexts then).
+    #[arg(long)]
+    pub no_virgl: bool,
+
+    /// Size of the emulated device-local memory pool (e.g. 256M, 1G).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub device_memory: u64,
+
+    /// Host memory one VM may hold (e.g. 2G); unlimited if not given.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub vm_quota: Option<u64>,
+
+    /// Size of the host-visible shared-memory region blobs are mapped into.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub hostmem: u64,
+
+    /// A scanout and its preferred mode, WIDTHxHEIGHT; repeat for more (at most 16).
+    #[arg(long = "scanout", value_name = "WxH", value_parser = Mode::parse)]
+    pub scanouts: Vec<Mode>,
+
+    /// Emulated execution time of a GEM_EXECBUFFER2, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub exec_delay_us: u64,
+
+    /// Most resources one VM may hold.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_resources)]
+    pub max_resources: usize,
+
+    /// Most contexts one VM may hold.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_contexts)]
+    pub max_contexts: usize,
+
+    /// Most backing mem entries one VM may hold across its resources.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_backing_entries)]
+    pub max_backing_entries: usize,
+
+    /// Most host-visible bytes one VM may have mapped at once (default: the region size).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_hostmem_mapped: Option<u64>,
+
+    /// Exit when the first VMM disconnects instead of waiting for the next.
+    #[arg(long)]
+    pub exit_on_disconnect: bool,
+}
+
+/// Parses a byte size: a number with an optional K, M, G or T suffix
+/// (binary multiples), e.g. `4096`, `64K`, `256M`, `1G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number with an optional K, M, G or T suffix)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl Cli {
+    /// The device configuration these options describe.
+    pub fn config(&self) -> Result<DeviceConfig, String> {
+        let scanouts = if self.scanouts.is_empty() {
+            DeviceConfig::default().scanouts
+        } else {
+            self.scanouts.clone()
+        };
+        if scanouts.len() > vgpu_proto::virtio_gpu::VIRTIO_GPU_MAX_SCANOUTS {
+            return Err(format!("{} scanouts given; virtio-gpu has at most 16", scanouts.len()));
+        }
+        if self.hostmem % vgpu_backend::PAGE_SIZE != 0 {
+            return Err(format!("--hostmem {} is not a multiple of the 4 KiB page size", self.hostmem));
+        }
+        if self.device_memory != 0 && self.device_memory < vgpu_backend::PAGE_SIZE {
+            return Err("--device-memory must be 0 (none) or at least one 4 KiB page".into());
+        }
+        Ok(DeviceConfig {
+            scanouts,
+            device_memory: self.device_memory,
+            vm_quota: self.vm_quota,
+            hostmem_size: self.hostmem,
+            virgl: !self.no_virgl,
+            exec_delay: Duration::from_micros(self.exec_delay_us),
+            limits: Limits {
+                max_resources: self.max_resources,
+                max_contexts: self.max_contexts,
+                max_backing_entries: self.max_backing_entries,
+                max_hostmem_mapped: self.max_hostmem_mapped.unwrap_or(u64::MAX),
+                ..Limits::default()
+            },
+            pci_device_id: 0,
+        })
+    }
+}
+
+/// The `--print-capabilities` JSON (vhost-user.json, type "gpu").
+pub fn capabilities_json() -> String {
+    let caps = serde_json::json!({
+        "type": "gpu",
+        "features": ["virgl"],
+    });
+    serde_json::to_string_pretty(&caps).unwrap_or_else(|_| "{\"type\": \"gpu\"}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn options_become_a_config() {
+        let cli = Cli::parse_from([
+            "vhost-user-vgpu",
+            "--socket-path",
+            "/tmp/x",
+            "--scanout",
+            "1920x1080",
+            "--scanout",
+            "800x600",
+            "--no-virgl",
+            "--vm-quota",
+            "1G",
+        ]);
+        let cfg = cli.config().unwrap();
+        assert_eq!(cfg.scanouts.len(), 2);
+        assert!(!cfg.virgl);
+        assert_eq!(cfg.vm_quota, Some(1 << 30));
+        assert!(Cli::try_parse_from(["vhost-user-vgpu", "--socket-path", "a", "--fd", "3"]).is_err());
+        assert!(Cli::try_parse_from(["vhost-user-vgpu", "--scanout", "12"]).is_err());
+        let v: serde_json::Value = serde_json::from_str(&capabilities_json()).unwrap();
+        assert_eq!(v["type"], "gpu");
+    }
+}

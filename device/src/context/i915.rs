@@ -1,0 +1,588 @@
+//! The i915 native context, executed against the buffer manager.
+//!
+//! Each SUBMIT_3D stream is split into requests (`CcmdIter`), each request
+//! decoded (`I915Request`) and executed; its response is written into the
+//! context's shared response blob at `rsp_mem_offset + rsp_off`, and then
+//! the blob's `seqno` is set to the request's — the order the guest relies
+//! on. A request that cannot be decoded gets its response with `ret =
+//! EINVAL` (or the two-word `{len, ret}` for unknown commands) and the
+//! stream goes on; only a framing error (a `len` that cannot be trusted)
+//! ends it.
+//!
+//! On the emulated device nothing executes: GEM_EXECBUFFER2 validates its
+//! handles, populates its buffers and marks them busy with a fence that
+//! signals after the configured emulated execution time.
+
+use std::collections::{BTreeSet, HashMap};
+
+use vgpu_backend::{BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority};
+use vgpu_proto::native::*;
+use zerocopy::little_endian::{I32, U32, U64};
+use zerocopy::IntoBytes;
+
+use crate::config::DeviceConfig;
+use crate::engine::EmulatedEngine;
+use crate::resource::Resource;
+
+/// `EFAULT`: a purged buffer in an execbuffer.
+const EFAULT: i32 = 14;
+
+/// Largest response blob accepted (Mesa uses 16 KiB).
+pub const MAX_SHMEM_SIZE: u64 = 16 << 20;
+
+/// `DRM_IOCTL_I915_GEM_CONTEXT_DESTROY`: `_IOW('d', 0x40 + 0x2e, 8 bytes)`.
+pub const DRM_IOCTL_I915_GEM_CONTEXT_DESTROY: u32 = (1 << 30) | (8 << 16) | (0x64 << 8) | 0x6e;
+
+/// What the rest of the device lends a context while it executes.
+pub struct NativeEnv<'a> {
+    /// The buffer manager.
+    pub bm: &'a BufferManager,
+    /// The VM's resources.
+    pub resources: &'a HashMap<u32, Resource>,
+    /// The emulated engine.
+    pub engine: &'a mut EmulatedEngine,
+    /// Device configuration.
+    pub cfg: &'a DeviceConfig,
+    /// The context's id.
+    pub ctx_id: u32,
+    /// The context's owner account.
+    pub owner: OwnerId,
+}
+
+/// The shared response blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shmem {
+    /// Its resource.
+    pub res_id: u32,
+    /// Its buffer.
+    pub object: ObjectId,
+    /// Its size.
+    pub size: u64,
+}
+
+/// State of one i915 native context.
+#[derive(Debug, Default)]
+pub struct I915Context {
+    /// The response blob, once created.
+    pub shmem: Option<Shmem>,
+    /// Objects created by GEM_CREATE(_EXT) not yet turned into resources.
+    pub blobs: HashMap<u32, ObjectId>,
+    gem_contexts: BTreeSet<u64>,
+    next_gem_context: u64,
+    mmap_modes: HashMap<u32, u32>,
+}
+
+/// What a SUBMIT_3D did.
+#[derive(Debug, Default)]
+pub struct SubmitOutcome {
+    /// Requests executed.
+    pub executed: usize,
+    /// The fence of the last submission to the engine, if any.
+    pub fence: Option<Fence>,
+    /// Why the SUBMIT_3D as a whole must be answered with an error: a
+    /// framing error, or a response that could not be delivered.
+    pub error: Option<String>,
+}
+
+impl I915Context {
+    /// A fresh context.
+    pub fn new() -> Self {
+        Self {
+            next_gem_context: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The capset bytes (DRM capset, i915 context type).
+    pub fn capset(cfg: &DeviceConfig) -> CapsetDrmI915 {
+        CapsetDrmI915 {
+            header: CapsetDrmHeader {
+                wire_format_version: I915_WIRE_FORMAT_VERSION.into(),
+                version_major: 1.into(),
+                version_minor: 6.into(),
+                version_patchlevel: 0.into(),
+                context_type: VIRTGPU_DRM_CONTEXT_I915.into(),
+                pad: 0.into(),
+            },
+            pci_bus: 0.into(),
+            pci_dev: 0.into(),
+            pci_func: 0.into(),
+            pci_revision_id: 0.into(),
+            pci_domain: 0.into(),
+            pci_device_id: cfg.pci_device_id.into(),
+        }
+    }
+
+    /// Initializes a new response blob: `{seqno 0, rsp_mem_offset 16,
+    /// banned_ctx_mask 0}`.
+    pub fn install_shmem(&mut self, bm: &BufferManager, shmem: Shmem) -> Result<(), BoError> {
+        let header = I915Shmem {
+            base: VdrmShmem {
+                seqno: 0.into(),
+                rsp_mem_offset: U32::new(size_of::<I915Shmem>() as u32),
+            },
+            banned_ctx_mask: 0.into(),
+        };
+        bm.write(shmem.object, 0, header.as_bytes())?;
+        self.shmem = Some(shmem);
+        Ok(())
+    }
+
+    /// Executes a SUBMIT_3D stream.
+    pub fn submit(&mut self, stream: &[u8], env: &mut NativeEnv<'_>) -> SubmitOutcome {
+        let mut outcome = SubmitOutcome::default();
+        for raw in CcmdIter::new(stream) {
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    log::warn!("ctx {}: native stream framing error: {e}", env.ctx_id);
+                    outcome.error = Some(e.to_string());
+                    break;
+                }
+            };
+            let cmd = raw.hdr.cmd.get();
+            let response = match I915Request::decode(raw) {
+                Ok(request) => self.execute(&request, env, &mut outcome),
+                Err(e) => {
+                    log::debug!("ctx {}: bad native request {cmd}: {e}", env.ctx_id);
+                    error_response(cmd, e.errno())
+                }
+            };
+            outcome.executed += 1;
+            if let Some(bytes) = response {
+                if let Err(why) = self.deliver(env.bm, raw.hdr.rsp_off.get(), &bytes) {
+                    log::warn!("ctx {}: response to request {cmd} not delivered: {why}", env.ctx_id);
+                    outcome.error = Some(why);
+                }
+            }
+            if let Some(shmem) = self.shmem {
+                let _ = env.bm.write(shmem.object, 0, raw.hdr.seqno.as_bytes());
+            }
+        }
+        outcome
+    }
+
+    fn deliver(&self, bm: &BufferManager, rsp_off: u32, bytes: &[u8]) -> Result<(), String> {
+        let shmem = self.shmem.ok_or("the context has no response blob")?;
+        let base = size_of::<I915Shmem>() as u64;
+        let room = shmem.size.saturating_sub(base);
+        let end = u64::from(rsp_off).checked_add(bytes.len() as u64);
+        if end.is_none_or(|e| e > room) {
+            return Err(format!(
+                "rsp_off {rsp_off} + {} bytes is outside the {room}-byte response memory",
+                bytes.len()
+            ));
+        }
+        bm.write(shmem.object, base + u64::from(rsp_off), bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Room for responses (to bound QUERYPARAM before allocating).
+    fn response_room(&self) -> u64 {
+        self.shmem
+            .map_or(0, |s| s.size.saturating_sub(size_of::<I915Shmem>() as u64))
+    }
+
+    fn execute(&mut self, request: &I915Request<'_>, env: &mut NativeEnv<'_>, outcome: &mut SubmitOutcome) -> Option<Vec<u8>> {
+        match request {
+            I915Request::GetParam(req) => {
+                let (ret, value) = match getparam(req.param.get(), env.cfg) {
+                    Some(v) => (0, v),
+                    None => (EINVAL, 0),
+                };
+                Some(rsp(GetParamRsp {
+                    hdr: hdr::<GetParamRsp>(),
+                    pad: 0.into(),
+                    ret: I32::new(ret),
+                    value: value.into(),
+                }))
+            }
+            I915Request::QueryParam(req) => Some(self.queryparam(req, env)),
+            I915Request::GemCreate(req) => {
+                self.create_object(req.blob_id.get(), req.size.get(), Placement::system(), env);
+                None
+            }
+            I915Request::GemCreateExt { req, extensions } => {
+                match placement_from(extensions, env.bm) {
+                    Ok(placement) => self.create_object(req.blob_id.get(), req.size.get(), placement, env),
+                    Err(why) => log::debug!("ctx {}: GEM_CREATE_EXT refused: {why}", env.ctx_id),
+                }
+                None
+            }
+            I915Request::GemContextCreate { params, .. } => {
+                let mut ret = 0;
+                for p in params {
+                    match p.setparam.param.param.get() {
+                        // I915_CONTEXT_PARAM_PRIORITY above the default is
+                        // for privileged processes (virglrenderer refuses it).
+                        6 if (p.setparam.param.value.get() as i64) > 0 => ret = EPERM,
+                        // RECOVERABLE, VM, ENGINES, PERSISTENCE, SSEU,
+                        // BANNABLE, NO_ERROR_CAPTURE, PROTECTED_CONTENT.
+                        0x1..=0xd => {}
+                        _ => ret = EINVAL,
+                    }
+                }
+                let ctx_id = if ret == 0 {
+                    let id = self.next_gem_context;
+                    self.next_gem_context += 1;
+                    self.gem_contexts.insert(id);
+                    id as u32
+                } else {
+                    0
+                };
+                Some(rsp(GemContextCreateRsp {
+                    hdr: hdr::<GemContextCreateRsp>(),
+                    pad: 0.into(),
+                    ret: I32::new(ret),
+                    ctx_id: ctx_id.into(),
+                }))
+            }
+            I915Request::GemExecbuffer2 { req, buffers, .. } => {
+                let ret = match self.execbuffer(req, buffers, env) {
+                    Ok(fence) => {
+                        outcome.fence = Some(fence);
+                        0
+                    }
+                    Err(errno) => errno,
+                };
+                Some(rsp(GemExecbuffer2Rsp {
+                    hdr: hdr::<GemExecbuffer2Rsp>(),
+                    ret: I32::new(ret),
+                }))
+            }
+            I915Request::GemSetMmapMode(req) => {
+                let res_id = req.res_id.get();
+                match self.object_of(res_id, env) {
+                    Some(_) if req.flags.get() <= I915_MMAP_OFFSET_FIXED => {
+                        self.mmap_modes.insert(res_id, req.flags.get());
+                    }
+                    _ => log::debug!("ctx {}: SET_MMAP_MODE of {res_id} refused", env.ctx_id),
+                }
+                None
+            }
+            I915Request::GemBusy(req) => {
+                let (ret, busy) = match self.object_of(req.res_id.get(), env) {
+                    Some(obj) => match env.bm.is_busy(obj) {
+                        Ok(b) => (0, i32::from(b)),
+                        Err(_) => (ENOENT, 0),
+                    },
+                    None => (ENOENT, 0),
+                };
+                Some(rsp(GemBusyRsp {
+                    hdr: hdr::<GemBusyRsp>(),
+                    pad: 0.into(),
+                    ret: I32::new(ret),
+                    busy: I32::new(busy),
+                }))
+            }
+            I915Request::GemMadvise(req) => {
+                let target = match (req.res_id.get(), req.blob_id.get()) {
+                    (0, blob) => self.blobs.get(&blob).copied(),
+                    (res, _) => self.object_of(res, env),
+                };
+                let madv = match req.madv.get() {
+                    I915_MADV_WILLNEED => Some(Madv::WillNeed),
+                    I915_MADV_DONTNEED => Some(Madv::DontNeed),
+                    _ => None,
+                };
+                let (ret, retained) = match (target, madv) {
+                    (_, None) => (EINVAL, 0),
+                    (None, _) => (ENOENT, 0),
+                    (Some(obj), Some(m)) => match env.bm.madvise(obj, m) {
+                        Ok(r) => (0, u32::from(r)),
+                        Err(_) => (ENOENT, 0),
+                    },
+                };
+                Some(rsp(GemMadviseRsp {
+                    hdr: hdr::<GemMadviseRsp>(),
+                    pad: 0.into(),
+                    ret: I32::new(ret),
+                    retained: retained.into(),
+                }))
+            }
+            I915Request::GemClose(req) => {
+                let ret = match self.blobs.remove(&req.blob_id.get()) {
+                    Some(obj) => {
+                        let _ = env.bm.destroy(obj);
+                        0
+                    }
+                    None => ENOENT,
+                };
+                Some(rsp(GemCloseRsp {
+                    hdr: hdr::<GemCloseRsp>(),
+                    ret: I32::new(ret),
+                }))
+            }
+            I915Request::IoctlSimple { req, payload } => {
+                let ioctl = req.cmd.get();
+                let ret = if ioctl == DRM_IOCTL_I915_GEM_CONTEXT_DESTROY {
+                    let id = payload.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    match id {
+                        Some(id) if self.gem_contexts.remove(&u64::from(id)) => 0,
+                        _ => ENOENT,
+                    }
+                } else {
+                    // The emulated device has no kernel driver to forward
+                    // the allow-listed ioctls to.
+                    ENOTTY
+                };
+                let mut out = rsp(IoctlSimpleRsp {
+                    hdr: hdr::<IoctlSimpleRsp>(),
+                    ret: I32::new(ret),
+                });
+                if ioc_reads(ioctl) {
+                    out.extend_from_slice(payload);
+                }
+                set_len(&mut out);
+                Some(out)
+            }
+        }
+    }
+
+    fn create_object(&mut self, blob_id: u32, size: u64, placement: Placement, env: &mut NativeEnv<'_>) {
+        if blob_id == 0 || self.blobs.contains_key(&blob_id) {
+            log::debug!("ctx {}: GEM create with invalid blob_id {blob_id}", env.ctx_id);
+            return;
+        }
+        if self.blobs.len() >= env.cfg.limits.max_context_objects {
+            log::warn!("ctx {}: too many objects not yet resources", env.ctx_id);
+            return;
+        }
+        match env.bm.create(env.owner, size, placement, Priority::NORMAL) {
+            Ok(obj) => {
+                self.blobs.insert(blob_id, obj);
+            }
+            Err(e) => log::debug!("ctx {}: GEM create of {size} bytes failed: {e}", env.ctx_id),
+        }
+    }
+
+    /// The buffer of a resource attached to this context.
+    fn object_of(&self, res_id: u32, env: &NativeEnv<'_>) -> Option<ObjectId> {
+        env.resources
+            .get(&res_id)
+            .filter(|r| r.contexts.contains(&env.ctx_id))
+            .and_then(|r| r.object())
+    }
+
+    fn execbuffer(&mut self, req: &GemExecbuffer2Req, buffers: &[ExecObject2], env: &mut NativeEnv<'_>) -> Result<Fence, i32> {
+        let gem_ctx = req.context_id.get();
+        if gem_ctx != 0 && !self.gem_contexts.contains(&gem_ctx) {
+            return Err(ENOENT);
+        }
+        if buffers.is_empty() {
+            return Err(EINVAL);
+        }
+        let objects: Vec<ObjectId> = buffers
+            .iter()
+            .map(|b| self.object_of(b.handle.get(), env).ok_or(EINVAL))
+            .collect::<Result<_, _>>()?;
+        // I915_EXEC_BATCH_FIRST (1 << 21) puts the batch first.
+        let batch = if req.flags.get() & (1 << 21) != 0 { objects[0] } else { objects[objects.len() - 1] };
+        let batch_size = env.bm.size(batch).map_err(|_| EINVAL)?;
+        let batch_end = u64::from(req.batch_start_offset.get()) + u64::from(req.batch_len.get());
+        if batch_end > batch_size {
+            return Err(EINVAL);
+        }
+        for obj in &objects {
+            env.bm.validate(*obj, None).map_err(|e| match e {
+                BoError::Purged(_) => EFAULT,
+                e if e.is_out_of_memory() => ENOMEM,
+                _ => EINVAL,
+            })?;
+        }
+        let fence = env.engine.submit();
+        for obj in &objects {
+            let _ = env.bm.set_busy(*obj, fence.clone());
+        }
+        Ok(fence)
+    }
+
+    fn queryparam(&self, req: &QueryParamReq, env: &NativeEnv<'_>) -> Vec<u8> {
+        let want = u64::from(req.length.get());
+        let mut out = rsp(QueryParamRsp {
+            hdr: hdr::<QueryParamRsp>(),
+            pad: 0.into(),
+            ret: I32::new(0),
+            length: I32::new(0),
+        });
+        // The response cannot be delivered anyway if it does not fit.
+        if want > self.response_room() {
+            return error_response(I915Command::QueryParam.value(), EINVAL).unwrap_or_default();
+        }
+        let (length, payload) = match req.query_id.get() {
+            DRM_I915_QUERY_MEMORY_REGIONS => {
+                let blob = memory_regions(env.bm);
+                match want {
+                    0 => (blob.len() as i32, Vec::new()),
+                    w if w < blob.len() as u64 => (-EINVAL, vec![0; w as usize]),
+                    w => {
+                        let mut p = blob.clone();
+                        p.resize(w as usize, 0);
+                        (blob.len() as i32, p)
+                    }
+                }
+            }
+            _ => (-EINVAL, vec![0; want as usize]),
+        };
+        out[12..16].copy_from_slice(&length.to_le_bytes());
+        out.extend_from_slice(&payload);
+        set_len(&mut out);
+        out
+    }
+
+    /// Objects this context still holds outside the resource table.
+    pub fn release_objects(&mut self, bm: &BufferManager) {
+        for (_, obj) in self.blobs.drain() {
+            let _ = bm.destroy(obj);
+        }
+    }
+}
+
+/// Response header with the struct's length.
+fn hdr<T>() -> CcmdRsp {
+    CcmdRsp {
+        len: U32::new(size_of::<T>() as u32),
+    }
+}
+
+fn rsp<T: IntoBytes + zerocopy::Immutable>(v: T) -> Vec<u8> {
+    v.as_bytes().to_vec()
+}
+
+fn set_len(out: &mut [u8]) {
+    let len = out.len() as u32;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The response a request that could not be decoded gets: its command's
+/// response with `ret = errno`, or `{len, ret}` for unknown commands.
+pub fn error_response(cmd: u32, errno: i32) -> Option<Vec<u8>> {
+    let (len, ret_at) = match I915Command::from_u32(cmd) {
+        None => (size_of::<ErrorRsp>(), 4),
+        Some(c) => {
+            let len = response_len(c, 0, 0)?;
+            let ret_at = match c {
+                I915Command::IoctlSimple | I915Command::GemExecbuffer2 | I915Command::GemClose => 4,
+                _ => 8,
+            };
+            (len, ret_at)
+        }
+    };
+    let mut out = vec![0u8; len];
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[ret_at..ret_at + 4].copy_from_slice(&errno.to_le_bytes());
+    Some(out)
+}
+
+/// GETPARAM answers of the emulated device (`None`: EINVAL).
+fn getparam(param: u32, cfg: &DeviceConfig) -> Option<u32> {
+    Some(match param {
+        4 => cfg.pci_device_id,          // CHIPSET_ID
+        5 | 9 | 17 | 19 | 25 | 26 => 1,  // HAS_GEM, EXECBUF2, LLC, WAIT_TIMEOUT, EXEC_NO_RELOC, HANDLE_LUT
+        30 | 40 => 4,                    // MMAP_VERSION, MMAP_GTT_VERSION
+        32 => 0,                         // REVISION
+        37 | 43 | 44 | 45 | 48 | 49 | 50 | 52 | 53 | 55 => 1, // softpin, async, fences, capture, batch first, isolation…
+        51 => 12_000_000,                // CS_TIMESTAMP_FREQUENCY
+        _ => return None,
+    })
+}
+
+/// GEM_CREATE_EXT placements → a placement list (first preferred, the
+/// others as fallbacks, as i915 lists allowed regions).
+fn placement_from(extensions: &[CreateExtension<'_>], bm: &BufferManager) -> Result<Placement, String> {
+    let regions = bm.regions();
+    let mut places = Vec::new();
+    for ext in extensions {
+        match ext {
+            CreateExtension::MemoryRegions { regions: wanted, .. } => {
+                for (i, w) in wanted.iter().enumerate() {
+                    let class = match w.memory_class.get() {
+                        I915_MEMORY_CLASS_SYSTEM => vgpu_backend::MemoryClass::System,
+                        I915_MEMORY_CLASS_DEVICE => vgpu_backend::MemoryClass::Device,
+                        c => return Err(format!("unknown memory class {c}")),
+                    };
+                    let region = regions
+                        .iter()
+                        .find(|r| r.class == class && r.instance == w.memory_instance.get())
+                        .ok_or_else(|| format!("no region {:?}/{}", class, w.memory_instance.get()))?;
+                    if places.len() >= vgpu_backend::MAX_PLACES || places.iter().any(|p: &Place| p.region == region.id) {
+                        return Err("duplicate or too many placements".into());
+                    }
+                    places.push(if i == 0 { Place::new(region.id) } else { Place::fallback(region.id) });
+                }
+            }
+            CreateExtension::ProtectedContent(_) => return Err("protected content is not supported".into()),
+            CreateExtension::SetPat(_) => {}
+        }
+    }
+    if places.is_empty() {
+        return Ok(Placement::system());
+    }
+    Placement::new(&places).ok_or_else(|| "invalid placement".into())
+}
+
+/// DRM_I915_QUERY_MEMORY_REGIONS result for the manager's regions.
+fn memory_regions(bm: &BufferManager) -> Vec<u8> {
+    let stats = bm.stats();
+    let host_total = host_mem_total();
+    let mut out = QueryMemoryRegions {
+        num_regions: U32::new(stats.regions.len() as u32),
+        rsvd: Default::default(),
+    }
+    .as_bytes()
+    .to_vec();
+    for r in &stats.regions {
+        let probed = r.info.capacity.unwrap_or(host_total);
+        let free = probed.saturating_sub(r.used);
+        let class = match r.info.class {
+            vgpu_backend::MemoryClass::System => I915_MEMORY_CLASS_SYSTEM,
+            vgpu_backend::MemoryClass::Device => I915_MEMORY_CLASS_DEVICE,
+        };
+        let info = MemoryRegionInfo {
+            region: MemoryClassInstance::new(class, r.info.instance),
+            rsvd0: 0.into(),
+            probed_size: U64::new(probed),
+            unallocated_size: U64::new(free),
+            probed_cpu_visible_size: U64::new(probed),
+            unallocated_cpu_visible_size: U64::new(free),
+            rsvd1: Default::default(),
+        };
+        out.extend_from_slice(info.as_bytes());
+    }
+    out
+}
+
+fn host_mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_put_ret_where_each_layout_has_it() {
+        let r = error_response(I915Command::GetParam.value(), EINVAL).unwrap();
+        assert_eq!(r.len(), 16);
+        assert_eq!(i32::from_le_bytes(r[8..12].try_into().unwrap()), EINVAL);
+        let r = error_response(I915Command::GemExecbuffer2.value(), EINVAL).unwrap();
+        assert_eq!((r.len(), i32::from_le_bytes(r[4..8].try_into().unwrap())), (8, EINVAL));
+        let r = error_response(0x4242, EINVAL).unwrap();
+        assert_eq!(u32::from_le_bytes(r[0..4].try_into().unwrap()), 8);
+        assert!(error_response(I915Command::GemCreate.value(), EINVAL).is_none(), "no response");
+    }
+
+    #[test]
+    fn context_destroy_ioctl_number_matches_the_uapi() {
+        // _IOW('d', DRM_COMMAND_BASE + 0x2e, struct drm_i915_gem_context_destroy)
+        assert_eq!(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, 0x4008_646e);
+        assert_eq!(ioc_size(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY), 8);
+    }
+}

@@ -1,0 +1,132 @@
+//! The connection loop: accept a VMM, serve it until it disconnects, free
+//! everything it held, accept the next one.
+//!
+//! A `VhostUserDaemon` cannot be reused after a disconnect (the next
+//! SET_OWNER would be refused), so each connection gets a fresh backend
+//! and daemon; the buffer manager and the listening socket outlive them.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use vgpu_backend::BufferManager;
+use vhost::vhost_user::Listener;
+use vhost_user_backend::VhostUserDaemon;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use crate::config::DeviceConfig;
+use crate::vhost::VgpuBackend;
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The listening socket could not be set up.
+    #[error("cannot listen on {path}")]
+    Listen {
+        /// Socket path.
+        path: String,
+        /// Why.
+        #[source]
+        source: vhost::vhost_user::Error,
+    },
+    /// A connection could not be served at all.
+    #[error("serving a connection failed: {0}")]
+    Serve(String),
+    /// The buffer manager refused to create the VM's account.
+    #[error("creating the VM's buffer account failed")]
+    Owner(#[source] vgpu_backend::BoError),
+}
+
+/// Where VMMs connect.
+pub enum Endpoint {
+    /// A socket path to create and listen on.
+    Path(String),
+    /// A listening socket handed over by the VMM or libvirt.
+    Fd(RawFd),
+}
+
+/// Serves connections one after the other (one VM at a time per socket,
+/// as vhost-user is). Returns after the first connection if `once`.
+pub struct Daemon {
+    cfg: Arc<DeviceConfig>,
+    bm: BufferManager,
+    connections: AtomicU32,
+}
+
+impl Daemon {
+    /// A daemon with its buffer manager.
+    pub fn new(cfg: DeviceConfig, bm: BufferManager) -> Self {
+        Self {
+            cfg: Arc::new(cfg),
+            bm,
+            connections: AtomicU32::new(0),
+        }
+    }
+
+    /// The buffer manager (shared with the admin socket).
+    pub fn buffer_manager(&self) -> &BufferManager {
+        &self.bm
+    }
+
+    /// Opens the listening socket.
+    pub fn listen(endpoint: &Endpoint) -> Result<Listener, DaemonError> {
+        match endpoint {
+            Endpoint::Path(path) => Listener::new(Path::new(path), true).map_err(|source| DaemonError::Listen {
+                path: path.clone(),
+                source,
+            }),
+            // SAFETY: the caller (the CLI) validated that `fd` is an open
+            // socket it owns and hands over; nothing else closes it.
+            Endpoint::Fd(fd) => Ok(unsafe { Listener::from_raw_fd(*fd) }),
+        }
+    }
+
+    /// Serves connections until one ends and `once` is set, or forever.
+    pub fn run(&self, listener: &mut Listener, once: bool) -> Result<(), DaemonError> {
+        loop {
+            self.serve_one(listener)?;
+            if once {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Accepts and serves one connection, then frees what it held.
+    pub fn serve_one(&self, listener: &mut Listener) -> Result<(), DaemonError> {
+        let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let vm = self.bm.create_owner(&format!("vm{n}"), None).map_err(DaemonError::Owner)?;
+        if let Err(e) = self.bm.set_quota(vm, self.cfg.vm_quota) {
+            log::warn!("setting the VM quota failed: {e}");
+        }
+        let backend = Arc::new(
+            VgpuBackend::new(self.cfg.clone(), self.bm.clone(), vm).map_err(|e| DaemonError::Serve(e.to_string()))?,
+        );
+        let mut daemon = VhostUserDaemon::new(
+            "vhost-user-vgpu".to_string(),
+            backend.clone(),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(|e| DaemonError::Serve(e.to_string()))?;
+        for handler in daemon.get_epoll_handlers() {
+            backend
+                .register_timer(&handler)
+                .map_err(|e| DaemonError::Serve(format!("registering the fence timer: {e}")))?;
+        }
+        log::info!("waiting for a VMM (connection {n})");
+        daemon.start(listener).map_err(|e| DaemonError::Serve(e.to_string()))?;
+        log::info!("VMM connected (connection {n}, owner {vm})");
+        match daemon.wait() {
+            Ok(()) => log::info!("VMM disconnected (connection {n})"),
+            Err(e) => log::info!("connection {n} ended: {e}"),
+        }
+        // Stop the worker (exit event, join) before freeing what it used.
+        drop(daemon);
+        backend.teardown();
+        match self.bm.destroy_owner(vm) {
+            Ok(r) => log::info!("connection {n}: freed {} objects, {} bytes", r.objects, r.bytes),
+            Err(e) => log::warn!("connection {n}: teardown failed: {e}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,539 @@
+//! The vhost-user backend: feature negotiation, config space, and the
+//! queue loop that turns descriptor chains into commands and responses.
+//!
+//! # The queue loop
+//!
+//! For each chain: the readable descriptors are gathered into one bounded
+//! buffer (a copy, so the guest cannot change a request while it is
+//! decoded), decoded, executed, and the response is written into the
+//! writable descriptors. **Every popped chain gets a used entry**, whatever
+//! it contained: a malformed chain gets an error response (or none, if it
+//! has no room for one), never an aborted batch.
+//!
+//! # Fences
+//!
+//! A command with FLAG_FENCE is answered in order on its timeline — the
+//! context's ring with FLAG_INFO_RING_IDX, else the global one — once the
+//! GPU work it carries (an emulated execbuffer) is done. Other timelines
+//! and unfenced commands never wait for it. A timer wakes the loop when
+//! the emulated engine finishes something.
+//!
+//! # Threads and locks
+//!
+//! One worker thread (the library's) runs both queues and the timer; the
+//! device state is behind `State`'s mutex, held by that worker. Calls from
+//! the frontend's socket thread (display socket, memory table, resets)
+//! only leave notes in `Inbox` — they never wait for the worker, so a
+//! frontend that waits for our SHMEM_MAP acknowledgement while sending us
+//! a message cannot deadlock us. `get_config` reads only immutable data.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use vgpu_backend::{BufferManager, Fence, OwnerId};
+use vgpu_proto::virtio_gpu::*;
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures};
+use vhost::vhost_user::{Backend, GpuBackend};
+use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringRwLock, VringT};
+use virtio_bindings::virtio_config::{VIRTIO_F_VERSION_1, VIRTIO_F_RING_RESET};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{DescriptorChain, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use vmm_sys_util::timerfd::TimerFd;
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::config::DeviceConfig;
+use crate::display::GpuSocketDisplay;
+use crate::gpu::{GpuStats, VirtioGpu};
+use crate::guest_io::GuestMem;
+use crate::hostmem::VhostMapper;
+
+/// Control queue index.
+pub const CONTROL_QUEUE: u16 = 0;
+/// Cursor queue index.
+pub const CURSOR_QUEUE: u16 = 1;
+/// Queues.
+pub const NUM_QUEUES: usize = 2;
+/// Largest queue the device accepts.
+pub const MAX_QUEUE_SIZE: usize = 1024;
+/// Epoll data of the fence timer (above the queues and the exit event).
+pub const TIMER_EVENT: u16 = NUM_QUEUES as u16 + 1;
+
+type Mem = GuestMemoryAtomic<GuestMem>;
+type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMem>>;
+
+/// Notes the frontend thread leaves for the worker.
+#[derive(Default)]
+struct Inbox {
+    display: Option<GpuBackend>,
+    mapper: Option<Backend>,
+    reset: bool,
+    restarted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Timeline {
+    Global,
+    Ring { ctx: u32, ring: u8 },
+}
+
+#[derive(Debug)]
+struct Pending {
+    head: u16,
+    len: u32,
+    fence: Option<Fence>,
+}
+
+struct State {
+    gpu: VirtioGpu,
+    timelines: HashMap<Timeline, VecDeque<Pending>>,
+    pending_heads: HashSet<u16>,
+    request: RequestBuffer,
+    response: Vec<u8>,
+    timer: TimerFd,
+    timer_armed: bool,
+}
+
+/// The vhost-user virtio-gpu backend of one connection.
+pub struct VgpuBackend {
+    cfg: Arc<DeviceConfig>,
+    state: Mutex<State>,
+    inbox: Mutex<Inbox>,
+    mem: Mutex<Option<Mem>>,
+    event_idx: Mutex<bool>,
+    exit: (EventConsumer, EventNotifier),
+    vm: OwnerId,
+}
+
+impl std::fmt::Debug for VgpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VgpuBackend").field("vm", &self.vm).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in the worker while holding a lock is a bug we log; the
+    // state is still usable for teardown.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl VgpuBackend {
+    /// A backend for the VM whose buffer-manager account is `vm`.
+    pub fn new(cfg: Arc<DeviceConfig>, bm: BufferManager, vm: OwnerId) -> io::Result<Self> {
+        let gpu = VirtioGpu::new(cfg.clone(), bm, vm);
+        Ok(Self {
+            cfg,
+            state: Mutex::new(State {
+                gpu,
+                timelines: HashMap::new(),
+                pending_heads: HashSet::new(),
+                request: RequestBuffer::new(),
+                response: Vec::new(),
+                timer: TimerFd::new()?,
+                timer_armed: false,
+            }),
+            inbox: Mutex::new(Inbox::default()),
+            mem: Mutex::new(None),
+            event_idx: Mutex::new(false),
+            exit: new_event_consumer_and_notifier(EventFlag::NONBLOCK)?,
+            vm,
+        })
+    }
+
+    /// Registers the fence timer with the worker's epoll loop.
+    pub fn register_timer(&self, handler: &VringEpollHandler<Arc<VgpuBackend>>) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let st = lock(&self.state);
+        handler.register_listener(st.timer.as_raw_fd(), EventSet::IN, u64::from(TIMER_EVENT))
+    }
+
+    /// The VM's buffer-manager account.
+    pub fn vm(&self) -> OwnerId {
+        self.vm
+    }
+
+    /// Device counters.
+    pub fn stats(&self) -> GpuStats {
+        lock(&self.state).gpu.stats()
+    }
+
+    /// Frees every resource and context (after the connection ended).
+    pub fn teardown(&self) {
+        let mut st = lock(&self.state);
+        st.gpu.set_mapper(None);
+        st.gpu.set_display(None);
+        st.gpu.reset();
+        st.timelines.clear();
+        st.pending_heads.clear();
+    }
+
+    fn apply_inbox(&self, st: &mut State, vrings: &[VringRwLock]) {
+        let mut inbox = lock(&self.inbox);
+        if let Some(mapper) = inbox.mapper.take() {
+            st.gpu.set_mapper(Some(Arc::new(VhostMapper::new(mapper))));
+        }
+        if let Some(gpu) = inbox.display.take() {
+            st.gpu.set_display(Some(Box::new(GpuSocketDisplay::new(gpu))));
+        }
+        if inbox.reset {
+            inbox.reset = false;
+            log::info!("device reset: freeing every resource");
+            st.gpu.reset();
+            st.timelines.clear();
+            st.pending_heads.clear();
+        }
+        if inbox.restarted {
+            // The queues were (re)started. A control queue starting from
+            // index 0 is a new driver instance (guest reboot or driver
+            // reload; QEMU sends no reset for vhost-user-gpu): its resource
+            // ids start over, so the old ones must go. A VM resumed after a
+            // pause restarts at the old index and keeps everything.
+            if let Some(ctl) = vrings.get(CONTROL_QUEUE as usize) {
+                let fresh = ctl.get_ref().get_queue().next_avail() == 0;
+                if fresh && (st.gpu.stats().resources > 0 || st.gpu.stats().contexts > 0) {
+                    log::info!("control queue restarted from 0: new driver instance, freeing the old one's resources");
+                    st.gpu.reset();
+                    st.timelines.clear();
+                    st.pending_heads.clear();
+                }
+                inbox.restarted = false;
+            }
+        }
+    }
+
+    fn process_queue(&self, st: &mut State, vring: &VringRwLock, queue: u16, mem: &Mem) -> io::Result<bool> {
+        let guard = mem.memory();
+        let mut used_any = false;
+        // Bounded: a queue never holds more chains than its size.
+        let size = vring.get_ref().get_queue().size();
+        for _ in 0..size {
+            let chain = vring.get_mut().get_queue_mut().pop_descriptor_chain(guard.clone());
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            if st.pending_heads.contains(&head) {
+                // The guest reused a head we still hold: answer nothing for
+                // the old one (it was overwritten) and carry on.
+                log::warn!("queue {queue}: guest reused pending descriptor head {head}");
+                for t in st.timelines.values_mut() {
+                    t.retain(|p| p.head != head);
+                }
+                st.pending_heads.remove(&head);
+            }
+            let (len, fence) = self.process_chain(st, chain, queue, &guard);
+            match fence {
+                Some((timeline, fence)) => {
+                    st.pending_heads.insert(head);
+                    st.timelines.entry(timeline).or_default().push_back(Pending { head, len, fence });
+                }
+                None => {
+                    vring.add_used(head, len).map_err(io_err)?;
+                    used_any = true;
+                }
+            }
+        }
+        Ok(used_any)
+    }
+
+    /// Executes one chain; returns the bytes written and, for fenced
+    /// commands, the timeline and fence to wait for.
+    fn process_chain(&self, st: &mut State, chain: Chain, queue: u16, mem: &GuestMem) -> (u32, Option<(Timeline, Option<Fence>)>) {
+        st.request.clear();
+        let mut writable: Vec<(GuestAddress, u32)> = Vec::new();
+        let mut malformed: Option<String> = None;
+        for desc in chain {
+            if desc.is_write_only() {
+                writable.push((desc.addr(), desc.len()));
+                continue;
+            }
+            if !writable.is_empty() {
+                malformed = Some("readable descriptor after a writable one".into());
+                continue;
+            }
+            let len = desc.len() as usize;
+            match st.request.grow(len) {
+                Ok(buf) => {
+                    if let Err(e) = mem.read_slice(buf, desc.addr()) {
+                        malformed = Some(format!("request outside guest memory: {e}"));
+                    }
+                }
+                Err(e) => malformed = Some(e.to_string()),
+            }
+        }
+        let (hdr, response, fence) = match malformed {
+            Some(why) => {
+                log::debug!("queue {queue}: malformed chain: {why}");
+                let hdr = CtrlHdr::read_from_prefix(st.request.as_bytes()).ok().map(|(h, _)| h);
+                (hdr.unwrap_or_default(), Response::Error(ErrorCode::Unspec), None)
+            }
+            None => match st.request.decode() {
+                Err(e) => {
+                    log::debug!("queue {queue}: {e}");
+                    (e.hdr.unwrap_or_default(), Response::Error(e.error_code()), None)
+                }
+                Ok(cmd) => {
+                    let hdr = *cmd.hdr();
+                    let is_cursor = matches!(cmd, Command::UpdateCursor(_) | Command::MoveCursor(_));
+                    if is_cursor != (queue == CURSOR_QUEUE) {
+                        log::debug!("queue {queue}: {:?} on the wrong queue", cmd.command_type());
+                        (hdr, Response::Error(ErrorCode::Unspec), None)
+                    } else {
+                        let outcome = st.gpu.process(&cmd, mem);
+                        (hdr, outcome.response, outcome.fence)
+                    }
+                }
+            },
+        };
+        let len = write_response(&mut st.response, &response, &hdr, &writable, mem);
+        let flags = hdr.flags.get();
+        let fenced = flags & VIRTIO_GPU_FLAG_FENCE != 0;
+        let timeline = if flags & VIRTIO_GPU_FLAG_INFO_RING_IDX != 0 && hdr.ring_idx < VIRTIO_GPU_MAX_RINGS {
+            Timeline::Ring {
+                ctx: hdr.ctx_id.get(),
+                ring: hdr.ring_idx,
+            }
+        } else {
+            Timeline::Global
+        };
+        // Only a fence that is still running, or an earlier fenced command
+        // on the same timeline, can hold a response back.
+        let must_wait = fenced
+            && (fence.as_ref().is_some_and(|f| !f.is_signaled())
+                || st.timelines.get(&timeline).is_some_and(|t| !t.is_empty()));
+        (len, must_wait.then_some((timeline, fence)))
+    }
+
+    /// Completes, in order per timeline, every fenced response whose work is done.
+    fn retire(&self, st: &mut State, vring: &VringRwLock) -> io::Result<bool> {
+        let mut used_any = false;
+        for queue in st.timelines.values_mut() {
+            while queue.front().is_some_and(|p| p.fence.as_ref().is_none_or(|f| f.is_signaled())) {
+                if let Some(p) = queue.pop_front() {
+                    vring.add_used(p.head, p.len).map_err(io_err)?;
+                    st.pending_heads.remove(&p.head);
+                    used_any = true;
+                }
+            }
+        }
+        st.timelines.retain(|_, q| !q.is_empty());
+        Ok(used_any)
+    }
+
+    fn arm_timer(&self, st: &mut State) -> io::Result<()> {
+        let deadline = if st.timelines.is_empty() { None } else { st.gpu.engine().next_deadline() };
+        match deadline {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now()).max(std::time::Duration::from_micros(50));
+                st.timer.reset(wait, None)?;
+                st.timer_armed = true;
+            }
+            None if st.timer_armed => {
+                st.timer.clear()?;
+                st.timer_armed = false;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn signal(&self, vring: &VringRwLock) -> io::Result<()> {
+        if *lock(&self.event_idx) {
+            if vring.needs_notification().map_err(io_err)? {
+                vring.signal_used_queue()?;
+            }
+        } else {
+            vring.signal_used_queue()?;
+        }
+        Ok(())
+    }
+
+    fn run_queue(&self, st: &mut State, vrings: &[VringRwLock], queue: u16, mem: &Mem) -> io::Result<()> {
+        let Some(vring) = vrings.get(queue as usize) else { return Ok(()) };
+        let event_idx = *lock(&self.event_idx);
+        loop {
+            if event_idx {
+                vring.disable_notification().map_err(io_err)?;
+            }
+            let mut used = self.process_queue(st, vring, queue, mem)?;
+            if queue == CONTROL_QUEUE {
+                st.gpu.engine().poll(Instant::now());
+                used |= self.retire(st, vring)?;
+            }
+            if used {
+                self.signal(vring)?;
+            }
+            if !event_idx || !vring.enable_notification().map_err(io_err)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io_err(e: virtio_queue::Error) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Writes `response` into the writable descriptors; returns the bytes
+/// written. A response that does not fit becomes ERR_UNSPEC if that fits,
+/// else nothing is written: never a byte past what the guest offered.
+fn write_response(
+    scratch: &mut Vec<u8>,
+    response: &Response,
+    hdr: &CtrlHdr,
+    writable: &[(GuestAddress, u32)],
+    mem: &GuestMem,
+) -> u32 {
+    let room: u64 = writable.iter().map(|(_, l)| u64::from(*l)).sum();
+    scratch.clear();
+    response.encode(hdr, scratch);
+    if scratch.len() as u64 > room {
+        scratch.clear();
+        if room >= size_of::<CtrlHdr>() as u64 {
+            Response::Error(ErrorCode::Unspec).encode(hdr, scratch);
+        } else {
+            return 0;
+        }
+    }
+    let mut done = 0usize;
+    for (addr, len) in writable {
+        if done >= scratch.len() {
+            break;
+        }
+        let n = (*len as usize).min(scratch.len() - done);
+        if mem.write_slice(&scratch[done..done + n], *addr).is_err() {
+            break;
+        }
+        done += n;
+    }
+    done as u32
+}
+
+impl VhostUserBackend for VgpuBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = 1 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_RING_F_EVENT_IDX
+            | 1 << VIRTIO_RING_F_INDIRECT_DESC
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | 1 << VIRTIO_GPU_F_EDID
+            | 1 << VIRTIO_GPU_F_RESOURCE_UUID
+            | 1 << VIRTIO_GPU_F_RESOURCE_BLOB
+            | 1 << VIRTIO_GPU_F_CONTEXT_INIT;
+        if self.cfg.virgl {
+            f |= 1 << VIRTIO_GPU_F_VIRGL;
+        }
+        // QEMU 10 passes the guest's RING_RESET through; accept it quietly.
+        f | 1 << VIRTIO_F_RING_RESET
+    }
+
+    fn acked_features(&self, features: u64) {
+        log::debug!("features acked: {features:#x}");
+        lock(&self.inbox).restarted = true;
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::RESET_DEVICE
+            | VhostUserProtocolFeatures::SHMEM
+    }
+
+    fn reset_device(&self) {
+        lock(&self.inbox).reset = true;
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        *lock(&self.event_idx) = enabled;
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let config = VirtioGpuConfig {
+            events_read: 0.into(),
+            events_clear: 0.into(),
+            num_scanouts: (self.cfg.scanouts.len() as u32).into(),
+            num_capsets: u32::from(self.cfg.virgl).into(),
+        };
+        let bytes = config.as_bytes();
+        let mut out = vec![0u8; size as usize];
+        let start = (offset as usize).min(bytes.len());
+        let end = start.saturating_add(size as usize).min(bytes.len());
+        out[..end - start].copy_from_slice(&bytes[start..end]);
+        out
+    }
+
+    fn set_config(&self, _offset: u32, _buf: &[u8]) -> io::Result<()> {
+        // events_clear: vgpu raises no config events of its own (QEMU
+        // handles display-change events itself).
+        Ok(())
+    }
+
+    fn update_memory(&self, mem: Mem) -> io::Result<()> {
+        *lock(&self.mem) = Some(mem);
+        Ok(())
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        lock(&self.inbox).mapper = Some(backend);
+    }
+
+    fn set_gpu_socket(&self, gpu_backend: GpuBackend) -> io::Result<()> {
+        log::info!("display channel connected");
+        lock(&self.inbox).display = Some(gpu_backend);
+        Ok(())
+    }
+
+    fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
+        Ok(VhostUserShMemConfig::new(1, &[0, self.cfg.hostmem_size]))
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        Some((self.exit.0.try_clone().ok()?, self.exit.1.try_clone().ok()?))
+    }
+
+    fn handle_event(&self, device_event: u16, _evset: EventSet, vrings: &[VringRwLock], _thread_id: usize) -> io::Result<()> {
+        let Some(mem) = lock(&self.mem).clone() else {
+            return Ok(());
+        };
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        self.apply_inbox(st, vrings);
+        let result = match device_event {
+            CONTROL_QUEUE | CURSOR_QUEUE => self.run_queue(st, vrings, device_event, &mem),
+            TIMER_EVENT => {
+                let _ = st.timer.wait();
+                st.timer_armed = false;
+                st.gpu.engine().poll(Instant::now());
+                match vrings.get(CONTROL_QUEUE as usize) {
+                    Some(v) => self.retire(st, v).and_then(|used| if used { self.signal(v) } else { Ok(()) }),
+                    None => Ok(()),
+                }
+            }
+            other => {
+                log::warn!("unexpected event {other}");
+                Ok(())
+            }
+        };
+        // Errors here mean the rings themselves are unusable (bad used-ring
+        // address): log them and keep the worker alive for the next event.
+        if let Err(e) = result.and_then(|()| self.arm_timer(st)) {
+            log::error!("queue processing failed: {e}");
+        }
+        Ok(())
+    }
+}

@@ -88,9 +88,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('T') => (&t[..t.len() - 1], 40),
         _ => (t, 0),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (a number with an optional K, M, G or T suffix)"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{s:?} is not a size (a number with an optional K, M, G or T suffix)")
+    })?;
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
 }
@@ -104,10 +104,16 @@ impl Cli {
             self.scanouts.clone()
         };
         if scanouts.len() > vgpu_proto::virtio_gpu::VIRTIO_GPU_MAX_SCANOUTS {
-            return Err(format!("{} scanouts given; virtio-gpu has at most 16", scanouts.len()));
+            return Err(format!(
+                "{} scanouts given; virtio-gpu has at most 16",
+                scanouts.len()
+            ));
         }
         if self.hostmem % vgpu_backend::PAGE_SIZE != 0 {
-            return Err(format!("--hostmem {} is not a multiple of the 4 KiB page size", self.hostmem));
+            return Err(format!(
+                "--hostmem {} is not a multiple of the 4 KiB page size",
+                self.hostmem
+            ));
         }
         if self.device_memory != 0 && self.device_memory < vgpu_backend::PAGE_SIZE {
             return Err("--device-memory must be 0 (none) or at least one 4 KiB page".into());
@@ -173,7 +179,9 @@ mod tests {
         assert_eq!(cfg.scanouts.len(), 2);
         assert!(!cfg.virgl);
         assert_eq!(cfg.vm_quota, Some(1 << 30));
-        assert!(Cli::try_parse_from(["vhost-user-vgpu", "--socket-path", "a", "--fd", "3"]).is_err());
+        assert!(
+            Cli::try_parse_from(["vhost-user-vgpu", "--socket-path", "a", "--fd", "3"]).is_err()
+        );
         assert!(Cli::try_parse_from(["vhost-user-vgpu", "--scanout", "12"]).is_err());
         let v: serde_json::Value = serde_json::from_str(&capabilities_json()).unwrap();
         assert_eq!(v["type"], "gpu");

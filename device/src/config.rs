@@ -26,9 +26,16 @@ impl Mode {
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("mode {s:?} is not WIDTHxHEIGHT"))?;
         let parse = |v: &str, what: &str| -> Result<u32, String> {
-            let n: u32 = v.trim().parse().map_err(|_| format!("mode {s:?}: {what} {v:?} is not a number"))?;
+            let n: u32 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("mode {s:?}: {what} {v:?} is not a number"))?;
             if !(Self::MIN..=Self::MAX).contains(&n) {
-                return Err(format!("mode {s:?}: {what} {n} is outside {}..={}", Self::MIN, Self::MAX));
+                return Err(format!(
+                    "mode {s:?}: {what} {n} is outside {}..={}",
+                    Self::MIN,
+                    Self::MAX
+                ));
             }
             Ok(n)
         };
@@ -112,7 +119,13 @@ mod tests {
 
     #[test]
     fn modes_parse_and_reject_nonsense() {
-        assert_eq!(Mode::parse("1920x1080"), Ok(Mode { width: 1920, height: 1080 }));
+        assert_eq!(
+            Mode::parse("1920x1080"),
+            Ok(Mode {
+                width: 1920,
+                height: 1080
+            })
+        );
         assert_eq!(Mode::parse("640X480").map(|m| m.height), Ok(480));
         for bad in ["1920", "x", "0x0", "10x10", "5000x100", "axb", "-1x600"] {
             assert!(Mode::parse(bad).is_err(), "{bad}");

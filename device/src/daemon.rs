@@ -72,10 +72,12 @@ impl Daemon {
     /// Opens the listening socket.
     pub fn listen(endpoint: &Endpoint) -> Result<Listener, DaemonError> {
         match endpoint {
-            Endpoint::Path(path) => Listener::new(Path::new(path), true).map_err(|source| DaemonError::Listen {
-                path: path.clone(),
-                source,
-            }),
+            Endpoint::Path(path) => {
+                Listener::new(Path::new(path), true).map_err(|source| DaemonError::Listen {
+                    path: path.clone(),
+                    source,
+                })
+            }
             // SAFETY: the caller (the CLI) validated that `fd` is an open
             // socket it owns and hands over; nothing else closes it.
             Endpoint::Fd(fd) => Ok(unsafe { Listener::from_raw_fd(*fd) }),
@@ -95,12 +97,16 @@ impl Daemon {
     /// Accepts and serves one connection, then frees what it held.
     pub fn serve_one(&self, listener: &mut Listener) -> Result<(), DaemonError> {
         let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        let vm = self.bm.create_owner(&format!("vm{n}"), None).map_err(DaemonError::Owner)?;
+        let vm = self
+            .bm
+            .create_owner(&format!("vm{n}"), None)
+            .map_err(DaemonError::Owner)?;
         if let Err(e) = self.bm.set_quota(vm, self.cfg.vm_quota) {
             log::warn!("setting the VM quota failed: {e}");
         }
         let backend = Arc::new(
-            VgpuBackend::new(self.cfg.clone(), self.bm.clone(), vm).map_err(|e| DaemonError::Serve(e.to_string()))?,
+            VgpuBackend::new(self.cfg.clone(), self.bm.clone(), vm)
+                .map_err(|e| DaemonError::Serve(e.to_string()))?,
         );
         let mut daemon = VhostUserDaemon::new(
             "vhost-user-vgpu".to_string(),
@@ -114,7 +120,9 @@ impl Daemon {
                 .map_err(|e| DaemonError::Serve(format!("registering the fence timer: {e}")))?;
         }
         log::info!("waiting for a VMM (connection {n})");
-        daemon.start(listener).map_err(|e| DaemonError::Serve(e.to_string()))?;
+        daemon
+            .start(listener)
+            .map_err(|e| DaemonError::Serve(e.to_string()))?;
         log::info!("VMM connected (connection {n}, owner {vm})");
         match daemon.wait() {
             Ok(()) => log::info!("VMM disconnected (connection {n})"),
@@ -124,7 +132,11 @@ impl Daemon {
         drop(daemon);
         backend.teardown();
         match self.bm.destroy_owner(vm) {
-            Ok(r) => log::info!("connection {n}: freed {} objects, {} bytes", r.objects, r.bytes),
+            Ok(r) => log::info!(
+                "connection {n}: freed {} objects, {} bytes",
+                r.objects,
+                r.bytes
+            ),
             Err(e) => log::warn!("connection {n}: teardown failed: {e}"),
         }
         Ok(())

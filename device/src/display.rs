@@ -36,9 +36,24 @@ pub trait DisplaySink: Send {
     /// A scanout now shows a `width`×`height` image (0×0: disabled).
     fn set_scanout(&mut self, scanout: u32, width: u32, height: u32) -> io::Result<()>;
     /// New pixels (B, G, R, X bytes, tightly packed) at `x, y` of a scanout.
-    fn update(&mut self, scanout: u32, x: u32, y: u32, width: u32, height: u32, bgrx: &[u8]) -> io::Result<()>;
+    fn update(
+        &mut self,
+        scanout: u32,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        bgrx: &[u8],
+    ) -> io::Result<()>;
     /// A new cursor image (B, G, R, A bytes) and its hotspot, at `x, y`.
-    fn cursor_update(&mut self, scanout: u32, x: u32, y: u32, hot: (u32, u32), argb: &[u8; CURSOR_BYTES]) -> io::Result<()>;
+    fn cursor_update(
+        &mut self,
+        scanout: u32,
+        x: u32,
+        y: u32,
+        hot: (u32, u32),
+        argb: &[u8; CURSOR_BYTES],
+    ) -> io::Result<()>;
     /// The cursor moved (or was hidden).
     fn cursor_move(&mut self, scanout: u32, x: u32, y: u32, visible: bool) -> io::Result<()>;
 }
@@ -89,7 +104,15 @@ impl DisplaySink for GpuSocketDisplay {
         })
     }
 
-    fn update(&mut self, scanout: u32, x: u32, y: u32, width: u32, height: u32, bgrx: &[u8]) -> io::Result<()> {
+    fn update(
+        &mut self,
+        scanout: u32,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        bgrx: &[u8],
+    ) -> io::Result<()> {
         self.gpu.update_scanout(
             &VhostUserGpuUpdate {
                 scanout_id: scanout,
@@ -102,10 +125,21 @@ impl DisplaySink for GpuSocketDisplay {
         )
     }
 
-    fn cursor_update(&mut self, scanout: u32, x: u32, y: u32, hot: (u32, u32), argb: &[u8; CURSOR_BYTES]) -> io::Result<()> {
+    fn cursor_update(
+        &mut self,
+        scanout: u32,
+        x: u32,
+        y: u32,
+        hot: (u32, u32),
+        argb: &[u8; CURSOR_BYTES],
+    ) -> io::Result<()> {
         self.gpu.cursor_update(
             &VhostUserGpuCursorUpdate {
-                pos: VhostUserGpuCursorPos { scanout_id: scanout, x, y },
+                pos: VhostUserGpuCursorPos {
+                    scanout_id: scanout,
+                    x,
+                    y,
+                },
                 hot_x: hot.0,
                 hot_y: hot.1,
             },
@@ -114,7 +148,11 @@ impl DisplaySink for GpuSocketDisplay {
     }
 
     fn cursor_move(&mut self, scanout: u32, x: u32, y: u32, visible: bool) -> io::Result<()> {
-        let pos = VhostUserGpuCursorPos { scanout_id: scanout, x, y };
+        let pos = VhostUserGpuCursorPos {
+            scanout_id: scanout,
+            x,
+            y,
+        };
         if visible {
             self.gpu.cursor_pos(&pos)
         } else {
@@ -135,14 +173,21 @@ pub fn to_bgrx_in_place(format: Format, row: &mut [u8], keep_alpha: bool) {
     };
     let has_alpha = matches!(
         format,
-        Format::B8G8R8A8Unorm | Format::A8R8G8B8Unorm | Format::R8G8B8A8Unorm | Format::A8B8G8R8Unorm
+        Format::B8G8R8A8Unorm
+            | Format::A8R8G8B8Unorm
+            | Format::R8G8B8A8Unorm
+            | Format::A8B8G8R8Unorm
     );
     for px in row.chunks_exact_mut(4) {
         let src = [px[0], px[1], px[2], px[3]];
         px[0] = src[b];
         px[1] = src[g];
         px[2] = src[r];
-        px[3] = if keep_alpha && has_alpha { src[a] } else { 0xff };
+        px[3] = if keep_alpha && has_alpha {
+            src[a]
+        } else {
+            0xff
+        };
     }
 }
 
@@ -169,7 +214,17 @@ mod tests {
             assert_eq!(row, [0, 0, 0xff, 0xff], "{format:?}");
             let mut row = px;
             to_bgrx_in_place(format, &mut row, true);
-            let alpha = if matches!(format, Format::B8G8R8X8Unorm | Format::X8R8G8B8Unorm | Format::R8G8B8X8Unorm | Format::X8B8G8R8Unorm) { 0xff } else { 0x80 };
+            let alpha = if matches!(
+                format,
+                Format::B8G8R8X8Unorm
+                    | Format::X8R8G8B8Unorm
+                    | Format::R8G8B8X8Unorm
+                    | Format::X8B8G8R8Unorm
+            ) {
+                0xff
+            } else {
+                0x80
+            };
             assert_eq!(row, [0, 0, 0xff, alpha], "{format:?} with alpha");
         }
     }

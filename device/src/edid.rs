@@ -21,12 +21,12 @@ pub fn edid_for(mode: Mode, serial: u32) -> [u8; EDID_BLOCK] {
     e[18] = 1; // EDID 1.4
     e[19] = 4;
     e[20] = 0xa5; // digital, 8 bits per colour, DisplayPort
-    // Physical size in cm at ~96 dpi.
+                  // Physical size in cm at ~96 dpi.
     e[21] = u8::try_from((mode.width as u64 * 254 / 96 / 100).clamp(1, 255)).unwrap_or(255);
     e[22] = u8::try_from((mode.height as u64 * 254 / 96 / 100).clamp(1, 255)).unwrap_or(255);
     e[23] = 120; // gamma 2.2
     e[24] = 0x06; // sRGB default, preferred timing includes native mode
-    // sRGB chromaticity.
+                  // sRGB chromaticity.
     e[25..35].copy_from_slice(&[0xee, 0x91, 0xa3, 0x54, 0x4c, 0x99, 0x26, 0x0f, 0x50, 0x54]);
     // No established timings; standard timings unused (0x01 0x01).
     for i in 0..8 {
@@ -87,7 +87,10 @@ fn detailed_timing(mode: Mode, d: &mut [u8]) {
     d[8] = (hfront & 0xff) as u8;
     d[9] = (hsync & 0xff) as u8;
     d[10] = (((vfront & 0xf) << 4) | (vsync & 0xf)) as u8;
-    d[11] = (((hfront >> 8) & 3) << 6 | ((hsync >> 8) & 3) << 4 | ((vfront >> 4) & 3) << 2 | ((vsync >> 4) & 3)) as u8;
+    d[11] = (((hfront >> 8) & 3) << 6
+        | ((hsync >> 8) & 3) << 4
+        | ((vfront >> 4) & 3) << 2
+        | ((vsync >> 4) & 3)) as u8;
     // Image size in mm.
     let (wmm, hmm) = (w * 254 / 960, h * 254 / 960);
     d[12] = (wmm & 0xff) as u8;
@@ -104,8 +107,20 @@ mod tests {
 
     #[test]
     fn edid_is_well_formed_for_every_size() {
-        for (w, h) in [(64, 64), (1280, 800), (1920, 1080), (3840, 2160), (4095, 4095)] {
-            let e = edid_for(Mode { width: w, height: h }, 7);
+        for (w, h) in [
+            (64, 64),
+            (1280, 800),
+            (1920, 1080),
+            (3840, 2160),
+            (4095, 4095),
+        ] {
+            let e = edid_for(
+                Mode {
+                    width: w,
+                    height: h,
+                },
+                7,
+            );
             assert_eq!(&e[..8], &[0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]);
             assert_eq!(e.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0, "checksum");
             // The preferred timing carries the mode.

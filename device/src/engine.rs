@@ -29,7 +29,8 @@ impl EmulatedEngine {
             return Fence::signaled();
         }
         let fence = Fence::new();
-        self.pending.push((Instant::now() + self.delay, fence.clone()));
+        self.pending
+            .push((Instant::now() + self.delay, fence.clone()));
         fence
     }
 

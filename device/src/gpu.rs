@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use vgpu_backend::region::Caching;
-use vgpu_backend::{BoError, BufferManager, Fence, ObjectId, OwnerId, PinReason, Placement, Priority};
+use vgpu_backend::{
+    BoError, BufferManager, Fence, ObjectId, OwnerId, PinReason, Placement, Priority,
+};
 use vgpu_proto::virtio_gpu::*;
 use zerocopy::IntoBytes;
 
@@ -70,9 +72,10 @@ impl From<BoError> for GpuError {
             return GpuError::OutOfMemory(e.to_string());
         }
         match e {
-            BoError::Purged(_) | BoError::Pinned(_) | BoError::OutOfRange { .. } | BoError::InvalidSize { .. } => {
-                GpuError::InvalidParameter(e.to_string())
-            }
+            BoError::Purged(_)
+            | BoError::Pinned(_)
+            | BoError::OutOfRange { .. }
+            | BoError::InvalidSize { .. } => GpuError::InvalidParameter(e.to_string()),
             other => GpuError::Unspec(other.to_string()),
         }
     }
@@ -128,7 +131,10 @@ enum Shown {
     #[default]
     Nothing,
     /// A 2D image resource: the rect `(x, y, w, h)` of it.
-    Image { resource: u32, rect: (u32, u32, u32, u32) },
+    Image {
+        resource: u32,
+        rect: (u32, u32, u32, u32),
+    },
     /// A blob, read with this layout.
     Blob {
         resource: u32,
@@ -286,11 +292,15 @@ impl VirtioGpu {
             Command::GetDisplayInfo(_) => Ok(self.display_info()),
             Command::GetEdid(c) => self.get_edid(c.scanout.get()),
             Command::ResourceCreate2d(c) => self.create_2d(c),
-            Command::ResourceUnref(c) => self.unref(c.resource_id.get()).map(|_| Response::OkNoData),
+            Command::ResourceUnref(c) => {
+                self.unref(c.resource_id.get()).map(|_| Response::OkNoData)
+            }
             Command::SetScanout(c) => self.set_scanout(c),
             Command::ResourceFlush(c) => self.flush(c, mem),
             Command::TransferToHost2d(c) => self.transfer_to_host_2d(c, mem),
-            Command::ResourceAttachBacking { cmd, entries } => self.attach_backing(cmd.resource_id.get(), entries, mem),
+            Command::ResourceAttachBacking { cmd, entries } => {
+                self.attach_backing(cmd.resource_id.get(), entries, mem)
+            }
             Command::ResourceDetachBacking(c) => self.detach_backing(c.resource_id.get()),
             Command::GetCapsetInfo(c) => self.capset_info(c.capset_index.get()),
             Command::GetCapset(c) => self.capset(c.capset_id.get(), c.capset_version.get()),
@@ -298,15 +308,23 @@ impl VirtioGpu {
             Command::ResourceCreateBlob { cmd, entries } => self.create_blob(cmd, entries, mem),
             Command::SetScanoutBlob(c) => self.set_scanout_blob(c),
             Command::CtxCreate(c) => self.create_context(c),
-            Command::CtxDestroy(c) => self.destroy_context(c.hdr.ctx_id.get()).map(|_| Response::OkNoData),
-            Command::CtxAttachResource(c) => self.ctx_attach(c.hdr.ctx_id.get(), c.resource_id.get(), true),
-            Command::CtxDetachResource(c) => self.ctx_attach(c.hdr.ctx_id.get(), c.resource_id.get(), false),
+            Command::CtxDestroy(c) => self
+                .destroy_context(c.hdr.ctx_id.get())
+                .map(|_| Response::OkNoData),
+            Command::CtxAttachResource(c) => {
+                self.ctx_attach(c.hdr.ctx_id.get(), c.resource_id.get(), true)
+            }
+            Command::CtxDetachResource(c) => {
+                self.ctx_attach(c.hdr.ctx_id.get(), c.resource_id.get(), false)
+            }
             Command::ResourceCreate3d(c) => self.create_3d(c),
             Command::TransferToHost3d(c) => self.transfer_3d(c, mem, true),
             Command::TransferFromHost3d(c) => self.transfer_3d(c, mem, false),
             Command::Submit3d { cmd, data } => return self.submit_3d(cmd.hdr.ctx_id.get(), data),
             Command::ResourceMapBlob(c) => self.map_blob(c.resource_id.get(), c.offset.get(), mem),
-            Command::ResourceUnmapBlob(c) => self.unmap_blob(c.resource_id.get()).map(|_| Response::OkNoData),
+            Command::ResourceUnmapBlob(c) => self
+                .unmap_blob(c.resource_id.get())
+                .map(|_| Response::OkNoData),
             Command::UpdateCursor(c) => self.update_cursor(c),
             Command::MoveCursor(c) => self.move_cursor(c),
         };
@@ -355,7 +373,9 @@ impl VirtioGpu {
     /// Tells the display the size of what scanout `i` shows, if it changed
     /// (QEMU lags when told again while enabled).
     fn announce(&mut self, i: u32) {
-        let Some(s) = self.scanouts.get(i as usize) else { return };
+        let Some(s) = self.scanouts.get(i as usize) else {
+            return;
+        };
         let size = match s.shown {
             Shown::Nothing => (0, 0),
             Shown::Image { rect, .. } | Shown::Blob { rect, .. } => (rect.2, rect.3),
@@ -395,7 +415,10 @@ impl VirtioGpu {
     }
 
     fn pin_for_scanout(&mut self, res: u32) -> GpuResult<()> {
-        let r = self.resources.get(&res).ok_or(GpuError::InvalidResource(res))?;
+        let r = self
+            .resources
+            .get(&res)
+            .ok_or(GpuError::InvalidResource(res))?;
         if r.scanouts == 0 {
             if let Some(obj) = r.object() {
                 self.bm.pin(obj, PinReason::Scanout)?;
@@ -422,13 +445,22 @@ impl VirtioGpu {
             self.show(scanout, Shown::Nothing)?;
             return Ok(Response::OkNoData);
         }
-        let r = self.resources.get(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
-        let (_, width, height) = r
-            .image()
-            .ok_or_else(|| GpuError::InvalidParameter(format!("resource {res_id} is not an image")))?;
+        let r = self
+            .resources
+            .get(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
+        let (_, width, height) = r.image().ok_or_else(|| {
+            GpuError::InvalidParameter(format!("resource {res_id} is not an image"))
+        })?;
         check_rect(&c.r, width, height, false)?;
         let rect = (c.r.x.get(), c.r.y.get(), c.r.width.get(), c.r.height.get());
-        self.show(scanout, Shown::Image { resource: res_id, rect })?;
+        self.show(
+            scanout,
+            Shown::Image {
+                resource: res_id,
+                rect,
+            },
+        )?;
         Ok(Response::OkNoData)
     }
 
@@ -439,9 +471,14 @@ impl VirtioGpu {
             self.show(scanout, Shown::Nothing)?;
             return Ok(Response::OkNoData);
         }
-        let r = self.resources.get(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
+        let r = self
+            .resources
+            .get(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
         let ResourceKind::Blob { size, .. } = r.kind else {
-            return Err(GpuError::InvalidParameter(format!("resource {res_id} is not a blob")));
+            return Err(GpuError::InvalidParameter(format!(
+                "resource {res_id} is not a blob"
+            )));
         };
         let format = Format::from_u32(c.format.get())
             .ok_or_else(|| GpuError::InvalidParameter(format!("format {}", c.format.get())))?;
@@ -473,7 +510,10 @@ impl VirtioGpu {
 
     fn flush(&mut self, c: &ResourceFlush, mem: &GuestMem) -> GpuResult<Response> {
         let res_id = c.resource_id.get();
-        let r = self.resources.get(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
+        let r = self
+            .resources
+            .get(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
         if let Some((_, w, h)) = r.image() {
             check_rect(&c.r, w, h, true)?;
         }
@@ -495,20 +535,40 @@ impl VirtioGpu {
 
     /// Sends the part of `flush` (resource coordinates) that scanout `i`
     /// shows, converted to B, G, R, X.
-    fn send_update(&mut self, i: u32, shown: Shown, flush: (u32, u32, u32, u32), mem: &GuestMem) -> GpuResult<()> {
+    fn send_update(
+        &mut self,
+        i: u32,
+        shown: Shown,
+        flush: (u32, u32, u32, u32),
+        mem: &GuestMem,
+    ) -> GpuResult<()> {
         let (rect, format, stride, base, res_id) = match shown {
             Shown::Nothing => return Ok(()),
             Shown::Image { resource, rect } => {
-                let r = self.resources.get(&resource).ok_or(GpuError::InvalidResource(resource))?;
+                let r = self
+                    .resources
+                    .get(&resource)
+                    .ok_or(GpuError::InvalidResource(resource))?;
                 let (format, width, _) = r.image().ok_or(GpuError::InvalidResource(resource))?;
                 (rect, format, width * 4, 0u64, resource)
             }
-            Shown::Blob { resource, rect, format, stride, offset } => (rect, format, stride, u64::from(offset), resource),
+            Shown::Blob {
+                resource,
+                rect,
+                format,
+                stride,
+                offset,
+            } => (rect, format, stride, u64::from(offset), resource),
         };
-        let Some((x, y, w, h)) = intersect(rect, flush) else { return Ok(()) };
+        let Some((x, y, w, h)) = intersect(rect, flush) else {
+            return Ok(());
+        };
         let row = w as usize * 4;
         let mut pixels = vec![0u8; row * h as usize];
-        let r = self.resources.get(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
+        let r = self
+            .resources
+            .get(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
         for line in 0..h {
             let src = base + u64::from(y + line) * u64::from(stride) + u64::from(x) * 4;
             let dst = &mut pixels[line as usize * row..(line as usize + 1) * row];
@@ -523,7 +583,13 @@ impl VirtioGpu {
     }
 
     /// Reads bytes of a resource's contents (host buffer, or a GUEST blob's pages).
-    fn read_resource(&self, r: &Resource, offset: u64, buf: &mut [u8], mem: &GuestMem) -> GpuResult<()> {
+    fn read_resource(
+        &self,
+        r: &Resource,
+        offset: u64,
+        buf: &mut [u8],
+        mem: &GuestMem,
+    ) -> GpuResult<()> {
         match r.object() {
             Some(obj) => self.bm.read(obj, offset, buf).map_err(GpuError::from),
             None => r
@@ -549,12 +615,17 @@ impl VirtioGpu {
             }
             return Ok(Response::OkNoData);
         }
-        let r = self.resources.get(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
-        let (format, w, h) = r
-            .image()
-            .ok_or_else(|| GpuError::InvalidParameter(format!("cursor resource {res_id} is not an image")))?;
+        let r = self
+            .resources
+            .get(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
+        let (format, w, h) = r.image().ok_or_else(|| {
+            GpuError::InvalidParameter(format!("cursor resource {res_id} is not an image"))
+        })?;
         if (w, h) != (64, 64) {
-            return Err(GpuError::InvalidParameter(format!("cursor resource is {w}x{h}, not 64x64")));
+            return Err(GpuError::InvalidParameter(format!(
+                "cursor resource is {w}x{h}, not 64x64"
+            )));
         }
         let mut image = Box::new([0u8; CURSOR_BYTES]);
         let obj = r.object().ok_or(GpuError::InvalidResource(res_id))?;
@@ -577,7 +648,9 @@ impl VirtioGpu {
         }
         self.cursor_scanout = scanout;
         if let Some(d) = self.display.as_mut() {
-            if let Err(e) = d.cursor_move(scanout, c.pos.x.get(), c.pos.y.get(), self.cursor_visible) {
+            if let Err(e) =
+                d.cursor_move(scanout, c.pos.x.get(), c.pos.y.get(), self.cursor_visible)
+            {
                 log::warn!("display: cursor move failed: {e}");
             }
         }
@@ -600,7 +673,9 @@ impl VirtioGpu {
     }
 
     fn create_object(&self, size: u64) -> GpuResult<ObjectId> {
-        Ok(self.bm.create(self.vm, size, Placement::system(), Priority::NORMAL)?)
+        Ok(self
+            .bm
+            .create(self.vm, size, Placement::system(), Priority::NORMAL)?)
     }
 
     fn create_2d(&mut self, c: &ResourceCreate2d) -> GpuResult<Response> {
@@ -610,7 +685,9 @@ impl VirtioGpu {
             .ok_or_else(|| GpuError::InvalidParameter(format!("format {}", c.format.get())))?;
         let (width, height) = (c.width.get(), c.height.get());
         if width == 0 || height == 0 {
-            return Err(GpuError::InvalidParameter(format!("{width}x{height} image")));
+            return Err(GpuError::InvalidParameter(format!(
+                "{width}x{height} image"
+            )));
         }
         let size = u64::from(width) * u64::from(height) * BPP;
         let object = self.create_object(size)?;
@@ -633,7 +710,10 @@ impl VirtioGpu {
         let id = c.resource_id.get();
         self.new_resource_id(id)?;
         let (target, width, height) = (c.target.get(), c.width.get(), c.height.get());
-        let simple = c.depth.get() <= 1 && c.array_size.get() <= 1 && c.last_level.get() == 0 && c.nr_samples.get() <= 1;
+        let simple = c.depth.get() <= 1
+            && c.array_size.get() <= 1
+            && c.last_level.get() == 0
+            && c.nr_samples.get() <= 1;
         if !simple || width == 0 {
             return Err(GpuError::InvalidParameter(
                 "only linear buffers and single-level 2D textures exist on this device".into(),
@@ -645,8 +725,9 @@ impl VirtioGpu {
                 object: self.create_object(u64::from(width))?,
             },
             PIPE_TEXTURE_2D | PIPE_TEXTURE_RECT => {
-                let format = Format::from_u32(c.format.get())
-                    .ok_or_else(|| GpuError::InvalidParameter(format!("format {}", c.format.get())))?;
+                let format = Format::from_u32(c.format.get()).ok_or_else(|| {
+                    GpuError::InvalidParameter(format!("format {}", c.format.get()))
+                })?;
                 if height == 0 {
                     return Err(GpuError::InvalidParameter("zero height".into()));
                 }
@@ -701,13 +782,25 @@ impl VirtioGpu {
         Ok(())
     }
 
-    fn attach_backing(&mut self, id: u32, entries: &[MemEntry], mem: &GuestMem) -> GpuResult<Response> {
-        let r = self.resources.get(&id).ok_or(GpuError::InvalidResource(id))?;
+    fn attach_backing(
+        &mut self,
+        id: u32,
+        entries: &[MemEntry],
+        mem: &GuestMem,
+    ) -> GpuResult<Response> {
+        let r = self
+            .resources
+            .get(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         if r.backing.is_some() {
-            return Err(GpuError::Unspec(format!("resource {id} already has backing")));
+            return Err(GpuError::Unspec(format!(
+                "resource {id} already has backing"
+            )));
         }
         if matches!(r.kind, ResourceKind::Blob { .. }) {
-            return Err(GpuError::InvalidParameter(format!("blob {id} takes its memory at creation")));
+            return Err(GpuError::InvalidParameter(format!(
+                "blob {id} takes its memory at creation"
+            )));
         }
         if self.backing_entries + entries.len() > self.cfg.limits.max_backing_entries {
             return Err(GpuError::OutOfMemory("per-VM backing entry limit".into()));
@@ -721,9 +814,14 @@ impl VirtioGpu {
     }
 
     fn detach_backing(&mut self, id: u32) -> GpuResult<Response> {
-        let r = self.resources.get_mut(&id).ok_or(GpuError::InvalidResource(id))?;
+        let r = self
+            .resources
+            .get_mut(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         if r.is_blob() {
-            return Err(GpuError::InvalidParameter(format!("blob {id} keeps its memory")));
+            return Err(GpuError::InvalidParameter(format!(
+                "blob {id} keeps its memory"
+            )));
         }
         let b = r
             .backing
@@ -735,7 +833,10 @@ impl VirtioGpu {
 
     fn transfer_to_host_2d(&mut self, c: &TransferToHost2d, mem: &GuestMem) -> GpuResult<Response> {
         let id = c.resource_id.get();
-        let r = self.resources.get(&id).ok_or(GpuError::InvalidResource(id))?;
+        let r = self
+            .resources
+            .get(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         let (_, width, height) = r
             .image()
             .ok_or_else(|| GpuError::InvalidParameter(format!("resource {id} is not an image")))?;
@@ -751,16 +852,24 @@ impl VirtioGpu {
         Ok(Response::OkNoData)
     }
 
-    fn transfer_3d(&mut self, c: &TransferHost3d, mem: &GuestMem, to_host: bool) -> GpuResult<Response> {
+    fn transfer_3d(
+        &mut self,
+        c: &TransferHost3d,
+        mem: &GuestMem,
+        to_host: bool,
+    ) -> GpuResult<Response> {
         let id = c.resource_id.get();
-        let r = self.resources.get(&id).ok_or(GpuError::InvalidResource(id))?;
+        let r = self
+            .resources
+            .get(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         let backing = r
             .backing
             .as_ref()
             .ok_or_else(|| GpuError::InvalidParameter(format!("resource {id} has no backing")))?;
-        let obj = r
-            .object()
-            .ok_or_else(|| GpuError::InvalidParameter(format!("resource {id} has no host storage")))?;
+        let obj = r.object().ok_or_else(|| {
+            GpuError::InvalidParameter(format!("resource {id} has no host storage"))
+        })?;
         let b = &c.box_;
         if c.level.get() != 0 || b.z.get() != 0 || b.d.get() > 1 {
             return Err(GpuError::InvalidParameter("only level 0, one layer".into()));
@@ -776,27 +885,39 @@ impl VirtioGpu {
                 };
                 let row = u64::from(b.w.get()) * BPP;
                 if stride < row {
-                    return Err(GpuError::InvalidParameter(format!("stride {stride} < row {row}")));
+                    return Err(GpuError::InvalidParameter(format!(
+                        "stride {stride} < row {row}"
+                    )));
                 }
                 let h = u64::from(b.h.get());
                 let end = h
                     .checked_sub(1)
                     .map_or(Some(0), |rows| {
-                        rows.checked_mul(stride)?.checked_add(row)?.checked_add(c.offset.get())
+                        rows.checked_mul(stride)?
+                            .checked_add(row)?
+                            .checked_add(c.offset.get())
                     })
                     .ok_or(BoundsError::Overflow { what: "transfer" })?;
                 if h > 0 && end > backing.len() {
-                    return Err(BoundsError::PastBacking { offset: c.offset.get(), end, len: backing.len() }.into());
+                    return Err(BoundsError::PastBacking {
+                        offset: c.offset.get(),
+                        end,
+                        len: backing.len(),
+                    }
+                    .into());
                 }
                 (0..h)
                     .map(|i| RowCopy {
                         src: c.offset.get() + i * stride,
-                        dst: (u64::from(b.y.get()) + i) * u64::from(width) * BPP + u64::from(b.x.get()) * BPP,
+                        dst: (u64::from(b.y.get()) + i) * u64::from(width) * BPP
+                            + u64::from(b.x.get()) * BPP,
                         len: row,
                     })
                     .collect()
             }
-            ResourceKind::Buffer { width, .. } => linear_copy(b, c.offset.get(), u64::from(width), backing.len())?,
+            ResourceKind::Buffer { width, .. } => {
+                linear_copy(b, c.offset.get(), u64::from(width), backing.len())?
+            }
             ResourceKind::Blob { size, .. } => linear_copy(b, c.offset.get(), size, backing.len())?,
         };
         copy_rows(&self.bm, obj, backing, mem, &rows, to_host)?;
@@ -804,7 +925,10 @@ impl VirtioGpu {
     }
 
     fn assign_uuid(&mut self, id: u32) -> GpuResult<Response> {
-        let r = self.resources.get_mut(&id).ok_or(GpuError::InvalidResource(id))?;
+        let r = self
+            .resources
+            .get_mut(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         let uuid = match r.uuid {
             Some(u) => u,
             None => {
@@ -833,14 +957,23 @@ impl VirtioGpu {
 
     fn capset(&self, id: u32, version: u32) -> GpuResult<Response> {
         if id != VIRTIO_GPU_CAPSET_DRM || version != 0 || self.num_capsets() == 0 {
-            return Err(GpuError::InvalidParameter(format!("capset {id} version {version}")));
+            return Err(GpuError::InvalidParameter(format!(
+                "capset {id} version {version}"
+            )));
         }
-        Ok(Response::Capset(I915Context::capset(&self.cfg).as_bytes().to_vec()))
+        Ok(Response::Capset(
+            I915Context::capset(&self.cfg).as_bytes().to_vec(),
+        ))
     }
 
     // ---- blobs ---------------------------------------------------------
 
-    fn create_blob(&mut self, c: &ResourceCreateBlob, entries: &[MemEntry], mem: &GuestMem) -> GpuResult<Response> {
+    fn create_blob(
+        &mut self,
+        c: &ResourceCreateBlob,
+        entries: &[MemEntry],
+        mem: &GuestMem,
+    ) -> GpuResult<Response> {
         let id = c.resource_id.get();
         self.new_resource_id(id)?;
         let blob_mem = BlobMem::from_u32(c.blob_mem.get())
@@ -857,7 +990,9 @@ impl VirtioGpu {
         let blob_id = c.blob_id.get();
         let backing = match blob_mem {
             BlobMem::Host3d if !entries.is_empty() => {
-                return Err(GpuError::InvalidParameter("HOST3D blobs take no mem entries".into()))
+                return Err(GpuError::InvalidParameter(
+                    "HOST3D blobs take no mem entries".into(),
+                ))
             }
             BlobMem::Host3d => None,
             BlobMem::Guest | BlobMem::Host3dGuest => {
@@ -904,35 +1039,55 @@ impl VirtioGpu {
 
     /// The context object a HOST3D blob names: the response blob (blob_id
     /// 0) or a GEM object, whose size must match.
-    fn take_context_object(&mut self, ctx_id: u32, blob_id: u64, size: u64, res_id: u32) -> GpuResult<ObjectId> {
+    fn take_context_object(
+        &mut self,
+        ctx_id: u32,
+        blob_id: u64,
+        size: u64,
+        res_id: u32,
+    ) -> GpuResult<ObjectId> {
         let bm = self.bm.clone();
-        let ctx = self.contexts.get_mut(&ctx_id).ok_or(GpuError::InvalidContext(ctx_id))?;
+        let ctx = self
+            .contexts
+            .get_mut(&ctx_id)
+            .ok_or(GpuError::InvalidContext(ctx_id))?;
         let owner = ctx.owner;
-        let i915 = ctx
-            .i915()
-            .ok_or_else(|| GpuError::InvalidParameter(format!("context {ctx_id} has no host objects")))?;
+        let i915 = ctx.i915().ok_or_else(|| {
+            GpuError::InvalidParameter(format!("context {ctx_id} has no host objects"))
+        })?;
         if blob_id == 0 {
             if i915.shmem.is_some() {
-                return Err(GpuError::InvalidParameter("the context already has a response blob".into()));
+                return Err(GpuError::InvalidParameter(
+                    "the context already has a response blob".into(),
+                ));
             }
             if !(16..=crate::context::i915::MAX_SHMEM_SIZE).contains(&size) {
-                return Err(GpuError::InvalidParameter(format!("response blob of {size} bytes")));
+                return Err(GpuError::InvalidParameter(format!(
+                    "response blob of {size} bytes"
+                )));
             }
             let object = bm.create(owner, size, Placement::system(), Priority::HIGHEST)?;
-            let installed = bm
-                .pin(object, PinReason::Mapped)
-                .and_then(|_| i915.install_shmem(&bm, crate::context::i915::Shmem { res_id, object, size }));
+            let installed = bm.pin(object, PinReason::Mapped).and_then(|_| {
+                i915.install_shmem(
+                    &bm,
+                    crate::context::i915::Shmem {
+                        res_id,
+                        object,
+                        size,
+                    },
+                )
+            });
             if let Err(e) = installed {
                 let _ = bm.destroy(object);
                 return Err(e.into());
             }
             return Ok(object);
         }
-        let key = u32::try_from(blob_id).map_err(|_| GpuError::InvalidParameter(format!("blob_id {blob_id}")))?;
-        let object = *i915
-            .blobs
-            .get(&key)
-            .ok_or_else(|| GpuError::InvalidParameter(format!("context {ctx_id} has no object {blob_id}")))?;
+        let key = u32::try_from(blob_id)
+            .map_err(|_| GpuError::InvalidParameter(format!("blob_id {blob_id}")))?;
+        let object = *i915.blobs.get(&key).ok_or_else(|| {
+            GpuError::InvalidParameter(format!("context {ctx_id} has no object {blob_id}"))
+        })?;
         let actual = bm.size(object)?;
         if actual != size {
             return Err(GpuError::InvalidParameter(format!(
@@ -944,25 +1099,43 @@ impl VirtioGpu {
     }
 
     fn map_blob(&mut self, id: u32, offset: u64, mem: &GuestMem) -> GpuResult<Response> {
-        let r = self.resources.get(&id).ok_or(GpuError::InvalidResource(id))?;
-        let ResourceKind::Blob { flags, size, object, .. } = r.kind else {
-            return Err(GpuError::InvalidParameter(format!("resource {id} is not a blob")));
+        let r = self
+            .resources
+            .get(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
+        let ResourceKind::Blob {
+            flags,
+            size,
+            object,
+            ..
+        } = r.kind
+        else {
+            return Err(GpuError::InvalidParameter(format!(
+                "resource {id} is not a blob"
+            )));
         };
         if flags & VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE == 0 {
-            return Err(GpuError::InvalidParameter(format!("blob {id} is not mappable")));
+            return Err(GpuError::InvalidParameter(format!(
+                "blob {id} is not mappable"
+            )));
         }
         if r.mapping.is_some() {
-            return Err(GpuError::InvalidParameter(format!("blob {id} is already mapped")));
+            return Err(GpuError::InvalidParameter(format!(
+                "blob {id} is already mapped"
+            )));
         }
-        let mapper = self
-            .mapper
-            .clone()
-            .ok_or_else(|| GpuError::Unspec("the frontend offers no host-visible region (SHMEM)".into()))?;
+        let mapper = self.mapper.clone().ok_or_else(|| {
+            GpuError::Unspec("the frontend offers no host-visible region (SHMEM)".into())
+        })?;
         let len = self.hostmem.reserve(offset, size)?;
         let mapped = match object {
             Some(obj) => self.map_object(obj, offset, len, mapper.as_ref()),
             None => {
-                let entries = r.backing.as_ref().map(|b| b.entries().to_vec()).unwrap_or_default();
+                let entries = r
+                    .backing
+                    .as_ref()
+                    .map(|b| b.entries().to_vec())
+                    .unwrap_or_default();
                 map_guest_pages(&entries, offset, mem, mapper.as_ref()).map(|()| Caching::Cached)
             }
         };
@@ -986,7 +1159,13 @@ impl VirtioGpu {
         }))
     }
 
-    fn map_object(&self, obj: ObjectId, offset: u64, len: u64, mapper: &dyn HostMemMapper) -> GpuResult<Caching> {
+    fn map_object(
+        &self,
+        obj: ObjectId,
+        offset: u64,
+        len: u64,
+        mapper: &dyn HostMemMapper,
+    ) -> GpuResult<Caching> {
         let target = self.bm.pin(obj, PinReason::Mapped)?;
         use std::os::fd::AsFd;
         if let Err(e) = mapper.map(offset, target.fd.as_fd(), target.offset, len) {
@@ -997,9 +1176,14 @@ impl VirtioGpu {
     }
 
     fn unmap_blob(&mut self, id: u32) -> GpuResult<()> {
-        let r = self.resources.get_mut(&id).ok_or(GpuError::InvalidResource(id))?;
+        let r = self
+            .resources
+            .get_mut(&id)
+            .ok_or(GpuError::InvalidResource(id))?;
         if !r.is_blob() {
-            return Err(GpuError::InvalidParameter(format!("resource {id} is not a blob")));
+            return Err(GpuError::InvalidParameter(format!(
+                "resource {id} is not a blob"
+            )));
         }
         let m = r
             .mapping
@@ -1035,20 +1219,37 @@ impl VirtioGpu {
         }
         let kind = match c.capset_id() {
             0 => ContextKind::Plain,
-            VIRTIO_GPU_CAPSET_DRM if self.num_capsets() > 0 => ContextKind::I915(Box::new(I915Context::new())),
-            other => return Err(GpuError::InvalidParameter(format!("capset {other} is not offered"))),
+            VIRTIO_GPU_CAPSET_DRM if self.num_capsets() > 0 => {
+                ContextKind::I915(Box::new(I915Context::new()))
+            }
+            other => {
+                return Err(GpuError::InvalidParameter(format!(
+                    "capset {other} is not offered"
+                )))
+            }
         };
         let name = String::from_utf8_lossy(c.debug_name()).into_owned();
         let owner = self
             .bm
             .create_owner(&format!("ctx{id}:{name}"), Some(self.vm))
             .map_err(GpuError::from)?;
-        self.contexts.insert(id, Context { id, name, owner, kind });
+        self.contexts.insert(
+            id,
+            Context {
+                id,
+                name,
+                owner,
+                kind,
+            },
+        );
         Ok(Response::OkNoData)
     }
 
     fn destroy_context(&mut self, id: u32) -> GpuResult<()> {
-        let mut ctx = self.contexts.remove(&id).ok_or(GpuError::InvalidContext(id))?;
+        let mut ctx = self
+            .contexts
+            .remove(&id)
+            .ok_or(GpuError::InvalidContext(id))?;
         if let Some(i915) = ctx.i915() {
             i915.release_objects(&self.bm);
         }
@@ -1068,7 +1269,10 @@ impl VirtioGpu {
         if !self.contexts.contains_key(&ctx_id) {
             return Err(GpuError::InvalidContext(ctx_id));
         }
-        let r = self.resources.get_mut(&res_id).ok_or(GpuError::InvalidResource(res_id))?;
+        let r = self
+            .resources
+            .get_mut(&res_id)
+            .ok_or(GpuError::InvalidResource(res_id))?;
         let present = r.contexts.contains(&ctx_id);
         if attach && !present {
             r.contexts.push(ctx_id);
@@ -1118,13 +1322,30 @@ fn shown_resource(s: Shown) -> Option<u32> {
 fn linear_copy(b: &Box3d, offset: u64, size: u64, backing_len: u64) -> GpuResult<Vec<RowCopy>> {
     let (x, w) = (u64::from(b.x.get()), u64::from(b.w.get()));
     if b.y.get() != 0 || b.h.get() > 1 || x + w > size {
-        return Err(GpuError::InvalidParameter(format!("box {x}+{w} outside a {size}-byte buffer")));
+        return Err(GpuError::InvalidParameter(format!(
+            "box {x}+{w} outside a {size}-byte buffer"
+        )));
     }
-    let end = offset.checked_add(w).ok_or(BoundsError::Overflow { what: "transfer" })?;
+    let end = offset
+        .checked_add(w)
+        .ok_or(BoundsError::Overflow { what: "transfer" })?;
     if end > backing_len {
-        return Err(BoundsError::PastBacking { offset, end, len: backing_len }.into());
+        return Err(BoundsError::PastBacking {
+            offset,
+            end,
+            len: backing_len,
+        }
+        .into());
     }
-    Ok(if w == 0 { Vec::new() } else { vec![RowCopy { src: offset, dst: x, len: w }] })
+    Ok(if w == 0 {
+        Vec::new()
+    } else {
+        vec![RowCopy {
+            src: offset,
+            dst: x,
+            len: w,
+        }]
+    })
 }
 
 /// Copies rows between guest backing and a host buffer, straight through
@@ -1159,14 +1380,21 @@ fn copy_rows(
 /// Maps a GUEST blob's pages (guest RAM memfd ranges) at consecutive
 /// offsets of the host-visible region: zero-copy, the guest sees its own
 /// pages through the BAR.
-fn map_guest_pages(entries: &[(u64, u32)], offset: u64, mem: &GuestMem, mapper: &dyn HostMemMapper) -> GpuResult<()> {
+fn map_guest_pages(
+    entries: &[(u64, u32)],
+    offset: u64,
+    mem: &GuestMem,
+    mapper: &dyn HostMemMapper,
+) -> GpuResult<()> {
     let page = vgpu_backend::PAGE_SIZE;
     let mut at = offset;
     for (i, (addr, len)) in entries.iter().enumerate() {
         let len = u64::from(*len);
         if addr % page != 0 || len % page != 0 {
             let _ = mapper.unmap(offset, at - offset);
-            return Err(GpuError::InvalidParameter(format!("mem entry {i} is not page aligned")));
+            return Err(GpuError::InvalidParameter(format!(
+                "mem entry {i} is not page aligned"
+            )));
         }
         let Some((fd, fd_offset)) = guest_fd_range(mem, *addr, len) else {
             let _ = mapper.unmap(offset, at - offset);

@@ -12,7 +12,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use vgpu_proto::virtio_gpu::MemEntry;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::VolatileMemoryError;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, ReadVolatile, VolatileSlice, WriteVolatile};
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, ReadVolatile, VolatileSlice,
+    WriteVolatile,
+};
 
 /// The guest memory type of the daemon.
 pub type GuestMem = GuestMemoryMmap<()>;
@@ -33,15 +36,26 @@ impl<'a> FileAt<'a> {
 }
 
 impl WriteVolatile for FileAt<'_> {
-    fn write_volatile<B: BitmapSlice>(&mut self, buf: &VolatileSlice<B>) -> Result<usize, VolatileMemoryError> {
+    fn write_volatile<B: BitmapSlice>(
+        &mut self,
+        buf: &VolatileSlice<B>,
+    ) -> Result<usize, VolatileMemoryError> {
         let guard = buf.ptr_guard();
-        let offset = libc::off_t::try_from(self.offset)
-            .map_err(|_| VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let offset = libc::off_t::try_from(self.offset).map_err(|_| {
+            VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput))
+        })?;
         // SAFETY: the fd is valid for the borrow; `guard` keeps `buf.len()`
         // bytes at its pointer readable (VolatileSlice's invariant). The
         // kernel copies them, so concurrent guest writes cannot break Rust's
         // aliasing rules.
-        let n = unsafe { libc::pwrite(self.fd.as_raw_fd(), guard.as_ptr().cast(), buf.len(), offset) };
+        let n = unsafe {
+            libc::pwrite(
+                self.fd.as_raw_fd(),
+                guard.as_ptr().cast(),
+                buf.len(),
+                offset,
+            )
+        };
         if n < 0 {
             return Err(VolatileMemoryError::IOError(io::Error::last_os_error()));
         }
@@ -52,12 +66,23 @@ impl WriteVolatile for FileAt<'_> {
 }
 
 impl ReadVolatile for FileAt<'_> {
-    fn read_volatile<B: BitmapSlice>(&mut self, buf: &mut VolatileSlice<B>) -> Result<usize, VolatileMemoryError> {
+    fn read_volatile<B: BitmapSlice>(
+        &mut self,
+        buf: &mut VolatileSlice<B>,
+    ) -> Result<usize, VolatileMemoryError> {
         let guard = buf.ptr_guard_mut();
-        let offset = libc::off_t::try_from(self.offset)
-            .map_err(|_| VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let offset = libc::off_t::try_from(self.offset).map_err(|_| {
+            VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput))
+        })?;
         // SAFETY: as in `write_volatile`, for `buf.len()` writable bytes.
-        let n = unsafe { libc::pread(self.fd.as_raw_fd(), guard.as_ptr().cast(), buf.len(), offset) };
+        let n = unsafe {
+            libc::pread(
+                self.fd.as_raw_fd(),
+                guard.as_ptr().cast(),
+                buf.len(),
+                offset,
+            )
+        };
         if n < 0 {
             return Err(VolatileMemoryError::IOError(io::Error::last_os_error()));
         }
@@ -117,7 +142,10 @@ impl GuestBacking {
             }
             out.starts.push(out.total);
             out.entries.push((addr, len));
-            out.total = out.total.checked_add(u64::from(len)).ok_or(BackingError::TooLarge)?;
+            out.total = out
+                .total
+                .checked_add(u64::from(len))
+                .ok_or(BackingError::TooLarge)?;
         }
         Ok(out)
     }
@@ -178,7 +206,9 @@ impl GuestBacking {
         fd: BorrowedFd<'_>,
         file_offset: u64,
     ) -> Result<(), CopyError> {
-        let segments = self.segments(offset, len).ok_or(CopyError::OutOfBacking { offset, len })?;
+        let segments = self
+            .segments(offset, len)
+            .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut dst = FileAt::new(fd, file_offset);
         for (addr, n) in segments {
             mem.write_all_volatile_to(addr, &mut dst, n)
@@ -196,7 +226,9 @@ impl GuestBacking {
         fd: BorrowedFd<'_>,
         file_offset: u64,
     ) -> Result<(), CopyError> {
-        let segments = self.segments(offset, len).ok_or(CopyError::OutOfBacking { offset, len })?;
+        let segments = self
+            .segments(offset, len)
+            .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut src = FileAt::new(fd, file_offset);
         for (addr, n) in segments {
             mem.read_exact_volatile_from(addr, &mut src, n)
@@ -208,7 +240,9 @@ impl GuestBacking {
     /// Reads `buf.len()` bytes at `offset` of the backing.
     pub fn read(&self, mem: &GuestMem, offset: u64, buf: &mut [u8]) -> Result<(), CopyError> {
         let len = buf.len() as u64;
-        let segments = self.segments(offset, len).ok_or(CopyError::OutOfBacking { offset, len })?;
+        let segments = self
+            .segments(offset, len)
+            .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut at = 0;
         for (addr, n) in segments {
             mem.read_slice(&mut buf[at..at + n], addr)
@@ -247,7 +281,10 @@ pub fn guest_fd_range(mem: &GuestMem, addr: u64, len: u64) -> Option<(BorrowedFd
         return None;
     }
     let file_offset = region.file_offset()?;
-    Some((file_offset.file().as_fd(), file_offset.start().checked_add(within)?))
+    Some((
+        file_offset.file().as_fd(),
+        file_offset.start().checked_add(within)?,
+    ))
 }
 
 #[cfg(test)]
@@ -255,32 +292,61 @@ mod tests {
     use super::*;
 
     fn mem() -> GuestMem {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0x1000), 0x4000), (GuestAddress(0x10000), 0x2000)]).unwrap()
+        GuestMemoryMmap::from_ranges(&[
+            (GuestAddress(0x1000), 0x4000),
+            (GuestAddress(0x10000), 0x2000),
+        ])
+        .unwrap()
     }
 
     #[test]
     fn entries_outside_guest_memory_are_refused() {
         let m = mem();
-        let ok = [MemEntry::new(0x1000, 0x1000), MemEntry::new(0x10000, 0x2000)];
+        let ok = [
+            MemEntry::new(0x1000, 0x1000),
+            MemEntry::new(0x10000, 0x2000),
+        ];
         let b = GuestBacking::new(&ok, &m).unwrap();
         assert_eq!((b.len(), b.entry_count()), (0x3000, 2));
-        for (addr, len) in [(0x0, 0x10), (0x4800, 0x1000), (0x11000, 0x1001), (u64::MAX - 4, 0x10), (0x6000, 1)] {
-            let err = GuestBacking::new(&[MemEntry::new(0x1000, 16), MemEntry::new(addr, len)], &m).unwrap_err();
-            assert!(matches!(err, BackingError::OutsideGuestMemory { index: 1, .. }), "{addr:#x}+{len:#x}");
+        for (addr, len) in [
+            (0x0, 0x10),
+            (0x4800, 0x1000),
+            (0x11000, 0x1001),
+            (u64::MAX - 4, 0x10),
+            (0x6000, 1),
+        ] {
+            let err = GuestBacking::new(&[MemEntry::new(0x1000, 16), MemEntry::new(addr, len)], &m)
+                .unwrap_err();
+            assert!(
+                matches!(err, BackingError::OutsideGuestMemory { index: 1, .. }),
+                "{addr:#x}+{len:#x}"
+            );
         }
         // Empty entries are harmless and dropped.
-        assert_eq!(GuestBacking::new(&[MemEntry::new(0, 0)], &m).unwrap().entry_count(), 0);
+        assert_eq!(
+            GuestBacking::new(&[MemEntry::new(0, 0)], &m)
+                .unwrap()
+                .entry_count(),
+            0
+        );
     }
 
     #[test]
     fn segments_split_across_entries() {
         let m = mem();
-        let b = GuestBacking::new(&[MemEntry::new(0x1000, 0x100), MemEntry::new(0x10000, 0x200)], &m).unwrap();
+        let b = GuestBacking::new(
+            &[MemEntry::new(0x1000, 0x100), MemEntry::new(0x10000, 0x200)],
+            &m,
+        )
+        .unwrap();
         assert_eq!(
             b.segments(0x80, 0x100).unwrap(),
             vec![(GuestAddress(0x1080), 0x80), (GuestAddress(0x10000), 0x80)]
         );
-        assert_eq!(b.segments(0x100, 0x200).unwrap(), vec![(GuestAddress(0x10000), 0x200)]);
+        assert_eq!(
+            b.segments(0x100, 0x200).unwrap(),
+            vec![(GuestAddress(0x10000), 0x200)]
+        );
         assert!(b.segments(0x100, 0x201).is_none());
         assert!(b.segments(u64::MAX, 2).is_none());
         assert_eq!(b.segments(0x300, 0).unwrap(), vec![]);
@@ -291,7 +357,11 @@ mod tests {
         let m = mem();
         m.write_slice(&[1, 2, 3, 4], GuestAddress(0x10fe)).unwrap();
         m.write_slice(&[5, 6], GuestAddress(0x10000)).unwrap();
-        let b = GuestBacking::new(&[MemEntry::new(0x1000, 0x100), MemEntry::new(0x10000, 0x100)], &m).unwrap();
+        let b = GuestBacking::new(
+            &[MemEntry::new(0x1000, 0x100), MemEntry::new(0x10000, 0x100)],
+            &m,
+        )
+        .unwrap();
         let f = vgpu_backend::shmem::ShmemFile::create("t", 4096).unwrap();
         b.copy_to_file(&m, 0xfe, 4, f.fd(), 100).unwrap();
         let mut out = [0u8; 4];

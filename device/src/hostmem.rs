@@ -55,7 +55,9 @@ impl HostMemMapper for VhostMapper {
                 self.0
             }
         }
-        self.backend.shmem_map(&msg, &Raw(fd.as_raw_fd())).map(|_| ())
+        self.backend
+            .shmem_map(&msg, &Raw(fd.as_raw_fd()))
+            .map(|_| ())
     }
 
     fn unmap(&self, shm_offset: u64, len: u64) -> io::Result<()> {
@@ -150,7 +152,10 @@ impl HostMemRegion {
             });
         }
         if self.mapped_bytes.saturating_add(len) > self.limit {
-            return Err(HostMemError::OverLimit { len, limit: self.limit });
+            return Err(HostMemError::OverLimit {
+                len,
+                limit: self.limit,
+            });
         }
         let end = offset + len;
         if let Some((&other, &olen)) = self.mapped.range(..end).next_back() {
@@ -179,12 +184,27 @@ mod tests {
     fn ranges_are_bounded_aligned_and_disjoint() {
         let mut r = HostMemRegion::new(16 * PAGE_SIZE, 12 * PAGE_SIZE);
         assert_eq!(r.reserve(0, 100), Ok(PAGE_SIZE));
-        assert!(matches!(r.reserve(100, 1), Err(HostMemError::Misaligned(100))));
-        assert!(matches!(r.reserve(0, 1), Err(HostMemError::Overlaps { .. })));
-        assert!(matches!(r.reserve(15 * PAGE_SIZE, 2 * PAGE_SIZE), Err(HostMemError::OutOfRegion { .. })));
-        assert!(matches!(r.reserve(u64::MAX - 4095, PAGE_SIZE), Err(HostMemError::OutOfRegion { .. })));
+        assert!(matches!(
+            r.reserve(100, 1),
+            Err(HostMemError::Misaligned(100))
+        ));
+        assert!(matches!(
+            r.reserve(0, 1),
+            Err(HostMemError::Overlaps { .. })
+        ));
+        assert!(matches!(
+            r.reserve(15 * PAGE_SIZE, 2 * PAGE_SIZE),
+            Err(HostMemError::OutOfRegion { .. })
+        ));
+        assert!(matches!(
+            r.reserve(u64::MAX - 4095, PAGE_SIZE),
+            Err(HostMemError::OutOfRegion { .. })
+        ));
         assert_eq!(r.reserve(PAGE_SIZE, 4 * PAGE_SIZE), Ok(4 * PAGE_SIZE));
-        assert!(matches!(r.reserve(8 * PAGE_SIZE, 8 * PAGE_SIZE), Err(HostMemError::OverLimit { .. })));
+        assert!(matches!(
+            r.reserve(8 * PAGE_SIZE, 8 * PAGE_SIZE),
+            Err(HostMemError::OverLimit { .. })
+        ));
         r.release(0);
         assert_eq!(r.mapped_bytes(), 4 * PAGE_SIZE);
         assert_eq!(r.reserve(0, PAGE_SIZE), Ok(PAGE_SIZE));

@@ -100,7 +100,9 @@ impl Resource {
     /// The host buffer, if any.
     pub fn object(&self) -> Option<ObjectId> {
         match &self.kind {
-            ResourceKind::Image { object, .. } | ResourceKind::Buffer { object, .. } => Some(*object),
+            ResourceKind::Image { object, .. } | ResourceKind::Buffer { object, .. } => {
+                Some(*object)
+            }
             ResourceKind::Blob { object, .. } => *object,
         }
     }
@@ -108,7 +110,12 @@ impl Resource {
     /// Format, width and height for images.
     pub fn image(&self) -> Option<(Format, u32, u32)> {
         match self.kind {
-            ResourceKind::Image { format, width, height, .. } => Some((format, width, height)),
+            ResourceKind::Image {
+                format,
+                width,
+                height,
+                ..
+            } => Some((format, width, height)),
             _ => None,
         }
     }
@@ -160,7 +167,8 @@ pub enum BoundsError {
 /// when `allow_empty` is false).
 pub fn check_rect(r: &Rect, width: u32, height: u32, allow_empty: bool) -> Result<(), BoundsError> {
     let (x, y, w, h) = (r.x.get(), r.y.get(), r.width.get(), r.height.get());
-    let inside = x.checked_add(w).is_some_and(|e| e <= width) && y.checked_add(h).is_some_and(|e| e <= height);
+    let inside = x.checked_add(w).is_some_and(|e| e <= width)
+        && y.checked_add(h).is_some_and(|e| e <= height);
     if !inside || (!allow_empty && (w == 0 || h == 0)) {
         return Err(BoundsError::RectOutside {
             x,
@@ -246,7 +254,8 @@ pub fn intersect(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> Option<(u3
     let y0 = a.1.max(b.1);
     let x1 = (a.0 as u64 + a.2 as u64).min(b.0 as u64 + b.2 as u64);
     let y1 = (a.1 as u64 + a.3 as u64).min(b.1 as u64 + b.3 as u64);
-    (x1 > x0 as u64 && y1 > y0 as u64).then(|| (x0, y0, (x1 - x0 as u64) as u32, (y1 - y0 as u64) as u32))
+    (x1 > x0 as u64 && y1 > y0 as u64)
+        .then(|| (x0, y0, (x1 - x0 as u64) as u32, (y1 - y0 as u64) as u32))
 }
 
 #[cfg(test)]
@@ -267,12 +276,30 @@ mod tests {
     fn transfers_follow_qemu_semantics() {
         // Full width: one copy.
         let rows = transfer_rows(&Rect::new(0, 2, 8, 3), 64, 8, 8, 8 * 8 * 4).unwrap();
-        assert_eq!(rows, vec![RowCopy { src: 64, dst: 2 * 32, len: 3 * 32 }]);
+        assert_eq!(
+            rows,
+            vec![RowCopy {
+                src: 64,
+                dst: 2 * 32,
+                len: 3 * 32
+            }]
+        );
         // Sub-rect: one copy per row, rows a stride apart in both.
         let rows = transfer_rows(&Rect::new(1, 1, 2, 2), 36, 8, 8, 8 * 8 * 4).unwrap();
         assert_eq!(
             rows,
-            vec![RowCopy { src: 36, dst: 36, len: 8 }, RowCopy { src: 68, dst: 68, len: 8 }]
+            vec![
+                RowCopy {
+                    src: 36,
+                    dst: 36,
+                    len: 8
+                },
+                RowCopy {
+                    src: 68,
+                    dst: 68,
+                    len: 8
+                }
+            ]
         );
         // Past the backing, and overflowing offsets.
         assert!(matches!(
@@ -283,13 +310,22 @@ mod tests {
             transfer_rows(&Rect::new(0, 0, 8, 8), u64::MAX - 8, 8, 8, u64::MAX),
             Err(BoundsError::Overflow { .. })
         ));
-        assert_eq!(transfer_rows(&Rect::new(0, 0, 0, 5), 0, 8, 8, 0).unwrap(), vec![]);
+        assert_eq!(
+            transfer_rows(&Rect::new(0, 0, 0, 5), 0, 8, 8, 0).unwrap(),
+            vec![]
+        );
     }
 
     #[test]
     fn intersections() {
-        assert_eq!(intersect((0, 0, 10, 10), (5, 5, 10, 10)), Some((5, 5, 5, 5)));
+        assert_eq!(
+            intersect((0, 0, 10, 10), (5, 5, 10, 10)),
+            Some((5, 5, 5, 5))
+        );
         assert_eq!(intersect((0, 0, 10, 10), (10, 0, 5, 5)), None);
-        assert_eq!(intersect((u32::MAX - 1, 0, 10, 10), (0, 0, u32::MAX, 10)), Some((u32::MAX - 1, 0, 1, 10)));
+        assert_eq!(
+            intersect((u32::MAX - 1, 0, 10, 10), (0, 0, u32::MAX, 10)),
+            Some((u32::MAX - 1, 0, 1, 10))
+        );
     }
 }

@@ -34,15 +34,19 @@ use std::time::Instant;
 
 use vgpu_backend::{BufferManager, Fence, OwnerId};
 use vgpu_proto::virtio_gpu::*;
-use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostUserProtocolFeatures, VhostUserShMemConfig, VhostUserVirtioFeatures,
+};
 use vhost::vhost_user::{Backend, GpuBackend};
 use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringRwLock, VringT};
-use virtio_bindings::virtio_config::{VIRTIO_F_VERSION_1, VIRTIO_F_RING_RESET};
+use virtio_bindings::virtio_config::{VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 use vmm_sys_util::timerfd::TimerFd;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -177,7 +181,8 @@ impl VgpuBackend {
             st.gpu.set_mapper(Some(Arc::new(VhostMapper::new(mapper))));
         }
         if let Some(gpu) = inbox.display.take() {
-            st.gpu.set_display(Some(Box::new(GpuSocketDisplay::new(gpu))));
+            st.gpu
+                .set_display(Some(Box::new(GpuSocketDisplay::new(gpu))));
         }
         if inbox.reset {
             inbox.reset = false;
@@ -205,13 +210,22 @@ impl VgpuBackend {
         }
     }
 
-    fn process_queue(&self, st: &mut State, vring: &VringRwLock, queue: u16, mem: &Mem) -> io::Result<bool> {
+    fn process_queue(
+        &self,
+        st: &mut State,
+        vring: &VringRwLock,
+        queue: u16,
+        mem: &Mem,
+    ) -> io::Result<bool> {
         let guard = mem.memory();
         let mut used_any = false;
         // Bounded: a queue never holds more chains than its size.
         let size = vring.get_ref().get_queue().size();
         for _ in 0..size {
-            let chain = vring.get_mut().get_queue_mut().pop_descriptor_chain(guard.clone());
+            let chain = vring
+                .get_mut()
+                .get_queue_mut()
+                .pop_descriptor_chain(guard.clone());
             let Some(chain) = chain else { break };
             let head = chain.head_index();
             if st.pending_heads.contains(&head) {
@@ -227,7 +241,10 @@ impl VgpuBackend {
             match fence {
                 Some((timeline, fence)) => {
                     st.pending_heads.insert(head);
-                    st.timelines.entry(timeline).or_default().push_back(Pending { head, len, fence });
+                    st.timelines
+                        .entry(timeline)
+                        .or_default()
+                        .push_back(Pending { head, len, fence });
                 }
                 None => {
                     vring.add_used(head, len).map_err(io_err)?;
@@ -240,7 +257,13 @@ impl VgpuBackend {
 
     /// Executes one chain; returns the bytes written and, for fenced
     /// commands, the timeline and fence to wait for.
-    fn process_chain(&self, st: &mut State, chain: Chain, queue: u16, mem: &GuestMem) -> (u32, Option<(Timeline, Option<Fence>)>) {
+    fn process_chain(
+        &self,
+        st: &mut State,
+        chain: Chain,
+        queue: u16,
+        mem: &GuestMem,
+    ) -> (u32, Option<(Timeline, Option<Fence>)>) {
         st.request.clear();
         let mut writable: Vec<(GuestAddress, u32)> = Vec::new();
         let mut malformed: Option<String> = None;
@@ -266,17 +289,28 @@ impl VgpuBackend {
         let (hdr, response, fence) = match malformed {
             Some(why) => {
                 log::debug!("queue {queue}: malformed chain: {why}");
-                let hdr = CtrlHdr::read_from_prefix(st.request.as_bytes()).ok().map(|(h, _)| h);
-                (hdr.unwrap_or_default(), Response::Error(ErrorCode::Unspec), None)
+                let hdr = CtrlHdr::read_from_prefix(st.request.as_bytes())
+                    .ok()
+                    .map(|(h, _)| h);
+                (
+                    hdr.unwrap_or_default(),
+                    Response::Error(ErrorCode::Unspec),
+                    None,
+                )
             }
             None => match st.request.decode() {
                 Err(e) => {
                     log::debug!("queue {queue}: {e}");
-                    (e.hdr.unwrap_or_default(), Response::Error(e.error_code()), None)
+                    (
+                        e.hdr.unwrap_or_default(),
+                        Response::Error(e.error_code()),
+                        None,
+                    )
                 }
                 Ok(cmd) => {
                     let hdr = *cmd.hdr();
-                    let is_cursor = matches!(cmd, Command::UpdateCursor(_) | Command::MoveCursor(_));
+                    let is_cursor =
+                        matches!(cmd, Command::UpdateCursor(_) | Command::MoveCursor(_));
                     if is_cursor != (queue == CURSOR_QUEUE) {
                         log::debug!("queue {queue}: {:?} on the wrong queue", cmd.command_type());
                         (hdr, Response::Error(ErrorCode::Unspec), None)
@@ -290,14 +324,15 @@ impl VgpuBackend {
         let len = write_response(&mut st.response, &response, &hdr, &writable, mem);
         let flags = hdr.flags.get();
         let fenced = flags & VIRTIO_GPU_FLAG_FENCE != 0;
-        let timeline = if flags & VIRTIO_GPU_FLAG_INFO_RING_IDX != 0 && hdr.ring_idx < VIRTIO_GPU_MAX_RINGS {
-            Timeline::Ring {
-                ctx: hdr.ctx_id.get(),
-                ring: hdr.ring_idx,
-            }
-        } else {
-            Timeline::Global
-        };
+        let timeline =
+            if flags & VIRTIO_GPU_FLAG_INFO_RING_IDX != 0 && hdr.ring_idx < VIRTIO_GPU_MAX_RINGS {
+                Timeline::Ring {
+                    ctx: hdr.ctx_id.get(),
+                    ring: hdr.ring_idx,
+                }
+            } else {
+                Timeline::Global
+            };
         // Only a fence that is still running, or an earlier fenced command
         // on the same timeline, can hold a response back.
         let must_wait = fenced
@@ -310,7 +345,10 @@ impl VgpuBackend {
     fn retire(&self, st: &mut State, vring: &VringRwLock) -> io::Result<bool> {
         let mut used_any = false;
         for queue in st.timelines.values_mut() {
-            while queue.front().is_some_and(|p| p.fence.as_ref().is_none_or(|f| f.is_signaled())) {
+            while queue
+                .front()
+                .is_some_and(|p| p.fence.as_ref().is_none_or(|f| f.is_signaled()))
+            {
                 if let Some(p) = queue.pop_front() {
                     vring.add_used(p.head, p.len).map_err(io_err)?;
                     st.pending_heads.remove(&p.head);
@@ -323,10 +361,16 @@ impl VgpuBackend {
     }
 
     fn arm_timer(&self, st: &mut State) -> io::Result<()> {
-        let deadline = if st.timelines.is_empty() { None } else { st.gpu.engine().next_deadline() };
+        let deadline = if st.timelines.is_empty() {
+            None
+        } else {
+            st.gpu.engine().next_deadline()
+        };
         match deadline {
             Some(at) => {
-                let wait = at.saturating_duration_since(Instant::now()).max(std::time::Duration::from_micros(50));
+                let wait = at
+                    .saturating_duration_since(Instant::now())
+                    .max(std::time::Duration::from_micros(50));
                 st.timer.reset(wait, None)?;
                 st.timer_armed = true;
             }
@@ -350,8 +394,16 @@ impl VgpuBackend {
         Ok(())
     }
 
-    fn run_queue(&self, st: &mut State, vrings: &[VringRwLock], queue: u16, mem: &Mem) -> io::Result<()> {
-        let Some(vring) = vrings.get(queue as usize) else { return Ok(()) };
+    fn run_queue(
+        &self,
+        st: &mut State,
+        vrings: &[VringRwLock],
+        queue: u16,
+        mem: &Mem,
+    ) -> io::Result<()> {
+        let Some(vring) = vrings.get(queue as usize) else {
+            return Ok(());
+        };
         let event_idx = *lock(&self.event_idx);
         loop {
             if event_idx {
@@ -506,7 +558,13 @@ impl VhostUserBackend for VgpuBackend {
         Some((self.exit.0.try_clone().ok()?, self.exit.1.try_clone().ok()?))
     }
 
-    fn handle_event(&self, device_event: u16, _evset: EventSet, vrings: &[VringRwLock], _thread_id: usize) -> io::Result<()> {
+    fn handle_event(
+        &self,
+        device_event: u16,
+        _evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
         let Some(mem) = lock(&self.mem).clone() else {
             return Ok(());
         };
@@ -520,7 +578,10 @@ impl VhostUserBackend for VgpuBackend {
                 st.timer_armed = false;
                 st.gpu.engine().poll(Instant::now());
                 match vrings.get(CONTROL_QUEUE as usize) {
-                    Some(v) => self.retire(st, v).and_then(|used| if used { self.signal(v) } else { Ok(()) }),
+                    Some(v) => {
+                        self.retire(st, v)
+                            .and_then(|used| if used { self.signal(v) } else { Ok(()) })
+                    }
                     None => Ok(()),
                 }
             }

@@ -44,7 +44,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         cfg.device_memory >> 20
     );
     let daemon = Daemon::new(cfg, bm);
-    let mut listener = Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
+    let mut listener =
+        Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
     daemon
         .run(&mut listener, cli.exit_on_disconnect)
         .map_err(|e| e.to_string())

@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use vgpu_backend::{BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority};
+use vgpu_backend::{
+    BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority,
+};
 use vgpu_proto::native::*;
 use zerocopy::little_endian::{I32, U32, U64};
 use zerocopy::IntoBytes;
@@ -151,7 +153,10 @@ impl I915Context {
             outcome.executed += 1;
             if let Some(bytes) = response {
                 if let Err(why) = self.deliver(env.bm, raw.hdr.rsp_off.get(), &bytes) {
-                    log::warn!("ctx {}: response to request {cmd} not delivered: {why}", env.ctx_id);
+                    log::warn!(
+                        "ctx {}: response to request {cmd} not delivered: {why}",
+                        env.ctx_id
+                    );
                     outcome.error = Some(why);
                 }
             }
@@ -183,7 +188,12 @@ impl I915Context {
             .map_or(0, |s| s.size.saturating_sub(size_of::<I915Shmem>() as u64))
     }
 
-    fn execute(&mut self, request: &I915Request<'_>, env: &mut NativeEnv<'_>, outcome: &mut SubmitOutcome) -> Option<Vec<u8>> {
+    fn execute(
+        &mut self,
+        request: &I915Request<'_>,
+        env: &mut NativeEnv<'_>,
+        outcome: &mut SubmitOutcome,
+    ) -> Option<Vec<u8>> {
         match request {
             I915Request::GetParam(req) => {
                 let (ret, value) = match getparam(req.param.get(), env.cfg) {
@@ -204,7 +214,9 @@ impl I915Context {
             }
             I915Request::GemCreateExt { req, extensions } => {
                 match placement_from(extensions, env.bm) {
-                    Ok(placement) => self.create_object(req.blob_id.get(), req.size.get(), placement, env),
+                    Ok(placement) => {
+                        self.create_object(req.blob_id.get(), req.size.get(), placement, env)
+                    }
                     Err(why) => log::debug!("ctx {}: GEM_CREATE_EXT refused: {why}", env.ctx_id),
                 }
                 None
@@ -316,7 +328,9 @@ impl I915Context {
             I915Request::IoctlSimple { req, payload } => {
                 let ioctl = req.cmd.get();
                 let ret = if ioctl == DRM_IOCTL_I915_GEM_CONTEXT_DESTROY {
-                    let id = payload.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    let id = payload
+                        .get(..4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                     match id {
                         Some(id) if self.gem_contexts.remove(&u64::from(id)) => 0,
                         _ => ENOENT,
@@ -339,9 +353,18 @@ impl I915Context {
         }
     }
 
-    fn create_object(&mut self, blob_id: u32, size: u64, placement: Placement, env: &mut NativeEnv<'_>) {
+    fn create_object(
+        &mut self,
+        blob_id: u32,
+        size: u64,
+        placement: Placement,
+        env: &mut NativeEnv<'_>,
+    ) {
         if blob_id == 0 || self.blobs.contains_key(&blob_id) {
-            log::debug!("ctx {}: GEM create with invalid blob_id {blob_id}", env.ctx_id);
+            log::debug!(
+                "ctx {}: GEM create with invalid blob_id {blob_id}",
+                env.ctx_id
+            );
             return;
         }
         if self.blobs.len() >= env.cfg.limits.max_context_objects {
@@ -364,7 +387,12 @@ impl I915Context {
             .and_then(|r| r.object())
     }
 
-    fn execbuffer(&mut self, req: &GemExecbuffer2Req, buffers: &[ExecObject2], env: &mut NativeEnv<'_>) -> Result<Fence, i32> {
+    fn execbuffer(
+        &mut self,
+        req: &GemExecbuffer2Req,
+        buffers: &[ExecObject2],
+        env: &mut NativeEnv<'_>,
+    ) -> Result<Fence, i32> {
         let gem_ctx = req.context_id.get();
         if gem_ctx != 0 && !self.gem_contexts.contains(&gem_ctx) {
             return Err(ENOENT);
@@ -377,7 +405,11 @@ impl I915Context {
             .map(|b| self.object_of(b.handle.get(), env).ok_or(EINVAL))
             .collect::<Result<_, _>>()?;
         // I915_EXEC_BATCH_FIRST (1 << 21) puts the batch first.
-        let batch = if req.flags.get() & (1 << 21) != 0 { objects[0] } else { objects[objects.len() - 1] };
+        let batch = if req.flags.get() & (1 << 21) != 0 {
+            objects[0]
+        } else {
+            objects[objects.len() - 1]
+        };
         let batch_size = env.bm.size(batch).map_err(|_| EINVAL)?;
         let batch_end = u64::from(req.batch_start_offset.get()) + u64::from(req.batch_len.get());
         if batch_end > batch_size {
@@ -477,24 +509,29 @@ pub fn error_response(cmd: u32, errno: i32) -> Option<Vec<u8>> {
 /// GETPARAM answers of the emulated device (`None`: EINVAL).
 fn getparam(param: u32, cfg: &DeviceConfig) -> Option<u32> {
     Some(match param {
-        4 => cfg.pci_device_id,          // CHIPSET_ID
-        5 | 9 | 17 | 19 | 25 | 26 => 1,  // HAS_GEM, EXECBUF2, LLC, WAIT_TIMEOUT, EXEC_NO_RELOC, HANDLE_LUT
-        30 | 40 => 4,                    // MMAP_VERSION, MMAP_GTT_VERSION
-        32 => 0,                         // REVISION
+        4 => cfg.pci_device_id,                               // CHIPSET_ID
+        5 | 9 | 17 | 19 | 25 | 26 => 1, // HAS_GEM, EXECBUF2, LLC, WAIT_TIMEOUT, EXEC_NO_RELOC, HANDLE_LUT
+        30 | 40 => 4,                   // MMAP_VERSION, MMAP_GTT_VERSION
+        32 => 0,                        // REVISION
         37 | 43 | 44 | 45 | 48 | 49 | 50 | 52 | 53 | 55 => 1, // softpin, async, fences, capture, batch first, isolation…
-        51 => 12_000_000,                // CS_TIMESTAMP_FREQUENCY
+        51 => 12_000_000,                                     // CS_TIMESTAMP_FREQUENCY
         _ => return None,
     })
 }
 
 /// GEM_CREATE_EXT placements → a placement list (first preferred, the
 /// others as fallbacks, as i915 lists allowed regions).
-fn placement_from(extensions: &[CreateExtension<'_>], bm: &BufferManager) -> Result<Placement, String> {
+fn placement_from(
+    extensions: &[CreateExtension<'_>],
+    bm: &BufferManager,
+) -> Result<Placement, String> {
     let regions = bm.regions();
     let mut places = Vec::new();
     for ext in extensions {
         match ext {
-            CreateExtension::MemoryRegions { regions: wanted, .. } => {
+            CreateExtension::MemoryRegions {
+                regions: wanted, ..
+            } => {
                 for (i, w) in wanted.iter().enumerate() {
                     let class = match w.memory_class.get() {
                         I915_MEMORY_CLASS_SYSTEM => vgpu_backend::MemoryClass::System,
@@ -504,14 +541,24 @@ fn placement_from(extensions: &[CreateExtension<'_>], bm: &BufferManager) -> Res
                     let region = regions
                         .iter()
                         .find(|r| r.class == class && r.instance == w.memory_instance.get())
-                        .ok_or_else(|| format!("no region {:?}/{}", class, w.memory_instance.get()))?;
-                    if places.len() >= vgpu_backend::MAX_PLACES || places.iter().any(|p: &Place| p.region == region.id) {
+                        .ok_or_else(|| {
+                            format!("no region {:?}/{}", class, w.memory_instance.get())
+                        })?;
+                    if places.len() >= vgpu_backend::MAX_PLACES
+                        || places.iter().any(|p: &Place| p.region == region.id)
+                    {
                         return Err("duplicate or too many placements".into());
                     }
-                    places.push(if i == 0 { Place::new(region.id) } else { Place::fallback(region.id) });
+                    places.push(if i == 0 {
+                        Place::new(region.id)
+                    } else {
+                        Place::fallback(region.id)
+                    });
                 }
             }
-            CreateExtension::ProtectedContent(_) => return Err("protected content is not supported".into()),
+            CreateExtension::ProtectedContent(_) => {
+                return Err("protected content is not supported".into())
+            }
             CreateExtension::SetPat(_) => {}
         }
     }
@@ -573,10 +620,16 @@ mod tests {
         assert_eq!(r.len(), 16);
         assert_eq!(i32::from_le_bytes(r[8..12].try_into().unwrap()), EINVAL);
         let r = error_response(I915Command::GemExecbuffer2.value(), EINVAL).unwrap();
-        assert_eq!((r.len(), i32::from_le_bytes(r[4..8].try_into().unwrap())), (8, EINVAL));
+        assert_eq!(
+            (r.len(), i32::from_le_bytes(r[4..8].try_into().unwrap())),
+            (8, EINVAL)
+        );
         let r = error_response(0x4242, EINVAL).unwrap();
         assert_eq!(u32::from_le_bytes(r[0..4].try_into().unwrap()), 8);
-        assert!(error_response(I915Command::GemCreate.value(), EINVAL).is_none(), "no response");
+        assert!(
+            error_response(I915Command::GemCreate.value(), EINVAL).is_none(),
+            "no response"
+        );
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! Starting a backend for the harness to talk to: the vgpu daemon in this
+//! process (over a real socket, with its buffer manager at hand for
+//! assertions), or any vhost-user-gpu backend program (`{sock}` in its
+//! command line is replaced by the socket path).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vgpu_backend::BufferManager;
+use vgpu_device::config::DeviceConfig;
+use vgpu_device::daemon::{Daemon, Endpoint};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory for one backend's socket.
+fn socket_dir() -> io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "vgpu-harness-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A running backend.
+#[derive(Debug)]
+pub struct RunningBackend {
+    sock: PathBuf,
+    dir: PathBuf,
+    bm: Option<BufferManager>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    child: Option<Child>,
+}
+
+impl RunningBackend {
+    /// The vgpu daemon in this process, serving `connections` connections
+    /// one after the other (then its thread ends).
+    pub fn in_process(cfg: DeviceConfig, connections: usize) -> io::Result<Self> {
+        let dir = socket_dir()?;
+        let sock = dir.join("vgpu.sock");
+        let bm = BufferManager::emulated(cfg.device_memory)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let daemon = Daemon::new(cfg, bm.clone());
+        let mut listener = Daemon::listen(&Endpoint::Path(sock.to_string_lossy().into_owned()))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let thread = std::thread::Builder::new()
+            .name("vgpu-daemon".into())
+            .spawn(move || {
+                for _ in 0..connections {
+                    daemon.serve_one(&mut listener).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })?;
+        Ok(Self {
+            sock,
+            dir,
+            bm: Some(bm),
+            thread: Some(thread),
+            child: None,
+        })
+    }
+
+    /// Any backend program; `{sock}` in `cmdline` becomes the socket path.
+    /// Waits (bounded) for the socket to appear.
+    pub fn command(cmdline: &str) -> io::Result<Self> {
+        let dir = socket_dir()?;
+        let sock = dir.join("backend.sock");
+        let line = cmdline.replace("{sock}", &sock.to_string_lossy());
+        let mut words = line.split_whitespace();
+        let program = words
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty backend command"))?;
+        let child = Command::new(program)
+            .args(words)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut me = Self {
+            sock,
+            dir,
+            bm: None,
+            thread: None,
+            child: Some(child),
+        };
+        me.wait_for_socket(Duration::from_secs(10))?;
+        Ok(me)
+    }
+
+    fn wait_for_socket(&mut self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.sock.exists() {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!("backend exited early: {status}")));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "backend socket never appeared",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.sock
+    }
+
+    /// The in-process daemon's buffer manager.
+    pub fn buffer_manager(&self) -> Option<&BufferManager> {
+        self.bm.as_ref()
+    }
+
+    /// Waits (bounded) for the in-process daemon to finish its connections.
+    pub fn join(&mut self, timeout: Duration) -> io::Result<()> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + timeout;
+        while !t.is_finished() {
+            if Instant::now() > deadline {
+                self.thread = Some(t);
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "daemon did not finish",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match t.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io::Error::other(e)),
+            Err(_) => Err(io::Error::other("daemon thread panicked")),
+        }
+    }
+
+    /// Whether the backend program is still running.
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => self.thread.as_ref().is_some_and(|t| !t.is_finished()),
+        }
+    }
+}
+
+impl Drop for RunningBackend {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

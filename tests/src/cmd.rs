@@ -1,0 +1,302 @@
+//! Builders for the requests tests and benchmarks send, and small flows
+//! built from them (a 2D resource with backing, a native context with its
+//! response blob, a GEM object turned into a mappable blob).
+
+use std::io;
+
+use vgpu_proto::native::{self, CcmdBuilder, I915Request, Pending};
+use vgpu_proto::virtio_gpu::*;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::vmm::Vmm;
+
+/// A header of `ty` with no fence.
+pub fn hdr(ty: CommandType) -> CtrlHdr {
+    CtrlHdr::with_type(ty.value())
+}
+
+/// A header of `ty` on context `ctx`.
+pub fn ctx_hdr(ty: CommandType, ctx: u32) -> CtrlHdr {
+    let mut h = hdr(ty);
+    h.ctx_id = ctx.into();
+    h
+}
+
+/// A fenced header: `fence_id` on context `ctx`, ring `ring` if given.
+pub fn fenced(mut h: CtrlHdr, fence_id: u64, ring: Option<u8>) -> CtrlHdr {
+    let mut flags = VIRTIO_GPU_FLAG_FENCE;
+    if let Some(r) = ring {
+        flags |= VIRTIO_GPU_FLAG_INFO_RING_IDX;
+        h.ring_idx = r;
+    }
+    h.flags = flags.into();
+    h.fence_id = fence_id.into();
+    h
+}
+
+/// RESOURCE_CREATE_2D.
+pub fn create_2d(id: u32, format: Format, width: u32, height: u32) -> Command<'static> {
+    Command::ResourceCreate2d(ResourceCreate2d {
+        hdr: hdr(CommandType::ResourceCreate2d),
+        resource_id: id.into(),
+        format: format.value().into(),
+        width: width.into(),
+        height: height.into(),
+    })
+}
+
+/// RESOURCE_UNREF.
+pub fn unref(id: u32) -> Command<'static> {
+    Command::ResourceUnref(ResourceUnref {
+        hdr: hdr(CommandType::ResourceUnref),
+        resource_id: id.into(),
+        padding: 0.into(),
+    })
+}
+
+/// RESOURCE_ATTACH_BACKING.
+pub fn attach_backing(id: u32, entries: &[MemEntry]) -> Command<'_> {
+    Command::ResourceAttachBacking {
+        cmd: ResourceAttachBacking {
+            hdr: hdr(CommandType::ResourceAttachBacking),
+            resource_id: id.into(),
+            nr_entries: (entries.len() as u32).into(),
+        },
+        entries,
+    }
+}
+
+/// RESOURCE_DETACH_BACKING.
+pub fn detach_backing(id: u32) -> Command<'static> {
+    Command::ResourceDetachBacking(ResourceDetachBacking {
+        hdr: hdr(CommandType::ResourceDetachBacking),
+        resource_id: id.into(),
+        padding: 0.into(),
+    })
+}
+
+/// TRANSFER_TO_HOST_2D.
+pub fn transfer_2d(id: u32, r: Rect, offset: u64) -> Command<'static> {
+    Command::TransferToHost2d(TransferToHost2d {
+        hdr: hdr(CommandType::TransferToHost2d),
+        r,
+        offset: offset.into(),
+        resource_id: id.into(),
+        padding: 0.into(),
+    })
+}
+
+/// SET_SCANOUT.
+pub fn set_scanout(scanout: u32, id: u32, r: Rect) -> Command<'static> {
+    Command::SetScanout(SetScanout {
+        hdr: hdr(CommandType::SetScanout),
+        r,
+        scanout_id: scanout.into(),
+        resource_id: id.into(),
+    })
+}
+
+/// RESOURCE_FLUSH.
+pub fn flush(id: u32, r: Rect) -> Command<'static> {
+    Command::ResourceFlush(ResourceFlush {
+        hdr: hdr(CommandType::ResourceFlush),
+        r,
+        resource_id: id.into(),
+        padding: 0.into(),
+    })
+}
+
+/// CTX_CREATE of a DRM native context.
+pub fn ctx_create(ctx: u32, capset: u32, name: &str) -> Command<'static> {
+    let mut debug_name = [0u8; CTX_DEBUG_NAME_LEN];
+    let n = name.len().min(CTX_DEBUG_NAME_LEN);
+    debug_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    Command::CtxCreate(CtxCreate {
+        hdr: ctx_hdr(CommandType::CtxCreate, ctx),
+        nlen: (n as u32).into(),
+        context_init: capset.into(),
+        debug_name,
+    })
+}
+
+/// RESOURCE_CREATE_BLOB.
+pub fn create_blob<'a>(
+    ctx: u32,
+    id: u32,
+    mem: BlobMem,
+    flags: u32,
+    blob_id: u64,
+    size: u64,
+    entries: &'a [MemEntry],
+) -> Command<'a> {
+    Command::ResourceCreateBlob {
+        cmd: ResourceCreateBlob {
+            hdr: ctx_hdr(CommandType::ResourceCreateBlob, ctx),
+            resource_id: id.into(),
+            blob_mem: mem.value().into(),
+            blob_flags: flags.into(),
+            nr_entries: (entries.len() as u32).into(),
+            blob_id: blob_id.into(),
+            size: size.into(),
+        },
+        entries,
+    }
+}
+
+/// RESOURCE_MAP_BLOB.
+pub fn map_blob(id: u32, offset: u64) -> Command<'static> {
+    Command::ResourceMapBlob(ResourceMapBlob {
+        hdr: hdr(CommandType::ResourceMapBlob),
+        resource_id: id.into(),
+        padding: 0.into(),
+        offset: offset.into(),
+    })
+}
+
+/// RESOURCE_UNMAP_BLOB.
+pub fn unmap_blob(id: u32) -> Command<'static> {
+    Command::ResourceUnmapBlob(ResourceUnmapBlob {
+        hdr: hdr(CommandType::ResourceUnmapBlob),
+        resource_id: id.into(),
+        padding: 0.into(),
+    })
+}
+
+/// SUBMIT_3D of a native-context stream.
+pub fn submit_3d(ctx: u32, stream: &[u8]) -> Command<'_> {
+    Command::Submit3d {
+        cmd: CmdSubmit {
+            hdr: ctx_hdr(CommandType::Submit3d, ctx),
+            size: (stream.len() as u32).into(),
+            padding: 0.into(),
+        },
+        data: stream,
+    }
+}
+
+/// Fails unless `r` is OK_NODATA.
+pub fn ok(r: Response) -> io::Result<()> {
+    match r {
+        Response::OkNoData => Ok(()),
+        other => Err(io::Error::other(format!(
+            "expected OK_NODATA, got {other:?}"
+        ))),
+    }
+}
+
+/// Guest pages filled with `fill`, as one mem entry.
+pub fn guest_pages(vmm: &mut Vmm, len: u64, fill: u8) -> io::Result<MemEntry> {
+    let addr = vmm.ram.alloc_pages(len)?;
+    vmm.ram
+        .mem()
+        .write_slice(&vec![fill; len as usize], addr)
+        .map_err(io::Error::other)?;
+    Ok(MemEntry::new(addr.0, len as u32))
+}
+
+/// Writes `data` into guest RAM at `addr`.
+pub fn poke(vmm: &Vmm, addr: u64, data: &[u8]) -> io::Result<()> {
+    vmm.ram
+        .mem()
+        .write_slice(data, GuestAddress(addr))
+        .map_err(io::Error::other)
+}
+
+/// A native i915 context with its response blob mapped at `shm_offset`.
+#[derive(Debug)]
+pub struct NativeContext {
+    /// Context id.
+    pub ctx: u32,
+    /// Resource id of the response blob.
+    pub shmem_res: u32,
+    /// Where the response blob is mapped in the host-visible region.
+    pub shmem_offset: u64,
+    /// Size of the response blob.
+    pub shmem_size: u64,
+    /// Builds request streams.
+    pub builder: CcmdBuilder,
+}
+
+/// Size of the response blob Mesa uses.
+pub const SHMEM_SIZE: u64 = native::MESA_SHMEM_SIZE;
+
+impl NativeContext {
+    /// CTX_CREATE (DRM capset), then the response blob (blob_id 0) created
+    /// as resource `shmem_res` and mapped at `shm_offset`.
+    pub fn create(vmm: &mut Vmm, ctx: u32, shmem_res: u32, shm_offset: u64) -> io::Result<Self> {
+        ok(vmm
+            .command(&ctx_create(ctx, VIRTIO_GPU_CAPSET_DRM, "harness"))?
+            .1)?;
+        ok(vmm
+            .command(&create_blob(
+                ctx,
+                shmem_res,
+                BlobMem::Host3d,
+                VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+                0,
+                SHMEM_SIZE,
+                &[],
+            ))?
+            .1)?;
+        match vmm.command(&map_blob(shmem_res, shm_offset))?.1 {
+            Response::MapInfo(_) => {}
+            other => {
+                return Err(io::Error::other(format!(
+                    "mapping the response blob: {other:?}"
+                )))
+            }
+        }
+        Ok(Self {
+            ctx,
+            shmem_res,
+            shmem_offset: shm_offset,
+            shmem_size: SHMEM_SIZE,
+            builder: CcmdBuilder::new((SHMEM_SIZE - 16) as usize, 1),
+        })
+    }
+
+    /// Sends `requests` in one SUBMIT_3D; returns the SUBMIT_3D's response
+    /// and where each request's response is.
+    pub fn submit(
+        &mut self,
+        vmm: &mut Vmm,
+        requests: &[I915Request<'_>],
+    ) -> io::Result<(Response, Vec<Pending>)> {
+        let mut pending = Vec::new();
+        for r in requests {
+            pending.push(
+                self.builder
+                    .push(r)
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            );
+        }
+        let stream = self.builder.take_stream();
+        let (_, resp) = vmm.command(&submit_3d(self.ctx, &stream))?;
+        Ok((resp, pending))
+    }
+
+    /// The bytes of a response, read through the host-visible mapping.
+    pub fn response(&self, vmm: &Vmm, p: &Pending) -> io::Result<Vec<u8>> {
+        let off = p
+            .rsp_off
+            .ok_or_else(|| io::Error::other("request has no response"))?;
+        let region = vmm
+            .hostmem
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no host-visible region"))?;
+        let mut buf = vec![0u8; p.rsp_len];
+        region.read(self.shmem_offset + 16 + u64::from(off), &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The shared blob's seqno (the last request the host finished).
+    pub fn seqno(&self, vmm: &Vmm) -> io::Result<u32> {
+        let region = vmm
+            .hostmem
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no host-visible region"))?;
+        let mut b = [0u8; 4];
+        region.read(self.shmem_offset, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}

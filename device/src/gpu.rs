@@ -487,9 +487,11 @@ impl VirtioGpu {
         let stride = c.strides[0].get();
         let offset = c.offsets[0].get();
         let row = u64::from(width) * BPP;
-        let last = u64::from(height.saturating_sub(1)) * u64::from(stride);
-        let end = u64::from(offset) + last + row;
-        if u64::from(stride) < row || width == 0 || height == 0 || end > size {
+        let end = u64::from(height.saturating_sub(1))
+            .checked_mul(u64::from(stride))
+            .and_then(|last| last.checked_add(u64::from(offset)))
+            .and_then(|v| v.checked_add(row));
+        if u64::from(stride) < row || width == 0 || height == 0 || end.is_none_or(|e| e > size) {
             return Err(GpuError::InvalidParameter(format!(
                 "blob scanout {width}x{height} stride {stride} offset {offset} does not fit the {size}-byte blob"
             )));
@@ -689,7 +691,7 @@ impl VirtioGpu {
                 "{width}x{height} image"
             )));
         }
-        let size = u64::from(width) * u64::from(height) * BPP;
+        let size = image_size(width, height)?;
         let object = self.create_object(size)?;
         self.resources.insert(
             id,
@@ -731,7 +733,7 @@ impl VirtioGpu {
                 if height == 0 {
                     return Err(GpuError::InvalidParameter("zero height".into()));
                 }
-                let size = u64::from(width) * u64::from(height) * BPP;
+                let size = image_size(width, height)?;
                 ResourceKind::Image {
                     format,
                     width,
@@ -1309,6 +1311,15 @@ impl VirtioGpu {
             fence: outcome.fence,
         }
     }
+}
+
+/// Bytes of a `width`×`height` image; too large to ever allocate is out of memory.
+fn image_size(width: u32, height: u32) -> GpuResult<u64> {
+    u64::from(width)
+        .checked_mul(u64::from(height))
+        .and_then(|p| p.checked_mul(BPP))
+        .filter(|s| *s <= vgpu_backend::MAX_OBJECT_SIZE)
+        .ok_or_else(|| GpuError::OutOfMemory(format!("a {width}x{height} image is too large")))
 }
 
 fn shown_resource(s: Shown) -> Option<u32> {

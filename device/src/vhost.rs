@@ -315,8 +315,21 @@ impl VgpuBackend {
                         log::debug!("queue {queue}: {:?} on the wrong queue", cmd.command_type());
                         (hdr, Response::Error(ErrorCode::Unspec), None)
                     } else {
-                        let outcome = st.gpu.process(&cmd, mem);
-                        (hdr, outcome.response, outcome.fence)
+                        // Defence in depth: a bug in one command's handling
+                        // must not take the device down for the whole VM.
+                        let gpu = &mut st.gpu;
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            gpu.process(&cmd, mem)
+                        })) {
+                            Ok(outcome) => (hdr, outcome.response, outcome.fence),
+                            Err(_) => {
+                                log::error!(
+                                    "BUG: {:?} panicked; answered ERR_UNSPEC",
+                                    cmd.command_type()
+                                );
+                                (hdr, Response::Error(ErrorCode::Unspec), None)
+                            }
+                        }
                     }
                 }
             },

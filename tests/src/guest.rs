@@ -13,12 +13,16 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 /// Guest memory as the harness (the "guest") sees it.
 pub type GuestMem = GuestMemoryMmap<()>;
 
-/// Guest RAM: one memfd mapped at guest-physical 0, with a bump allocator.
+/// Guest RAM: one memfd mapped at guest-physical 0. Long-lived data (queues,
+/// backing pages, blobs) is allocated from the front; request and response
+/// buffers from a scratch area at the end that is recycled between requests.
 #[derive(Debug)]
 pub struct GuestRam {
     mem: GuestMem,
     size: u64,
     next: u64,
+    scratch_start: u64,
+    scratch_next: u64,
 }
 
 impl GuestRam {
@@ -36,11 +40,16 @@ impl GuestRam {
             Some(FileOffset::new(file, 0)),
         )])
         .map_err(|e| io::Error::other(e.to_string()))?;
+        // A quarter of RAM, at least 8 MiB, for requests (SUBMIT_3D streams
+        // can be 4 MiB).
+        let scratch = (size / 4).max(8 << 20).min(size / 2) & !4095;
         Ok(Self {
             mem,
             size,
             // Page 0 stays unused: address 0 is a classic bug magnet.
             next: 4096,
+            scratch_start: size - scratch,
+            scratch_next: size - scratch,
         })
     }
 
@@ -54,12 +63,12 @@ impl GuestRam {
         self.size
     }
 
-    /// Allocates `len` bytes aligned to `align` (a power of two).
+    /// Allocates long-lived memory: `len` bytes aligned to `align`.
     pub fn alloc(&mut self, len: u64, align: u64) -> io::Result<GuestAddress> {
         let start = self.next.next_multiple_of(align.max(1));
         let end = start
             .checked_add(len)
-            .filter(|e| *e <= self.size)
+            .filter(|e| *e <= self.scratch_start)
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::OutOfMemory,
@@ -70,19 +79,30 @@ impl GuestRam {
         Ok(GuestAddress(start))
     }
 
-    /// Allocates page-aligned memory.
+    /// Allocates long-lived page-aligned memory.
     pub fn alloc_pages(&mut self, len: u64) -> io::Result<GuestAddress> {
         self.alloc(len.next_multiple_of(4096), 4096)
     }
 
-    /// Forgets every allocation made after `mark` (from [`GuestRam::mark`]).
-    pub fn reset_to(&mut self, mark: u64) {
-        self.next = mark;
+    /// Allocates request/response memory from the scratch area.
+    pub fn scratch(&mut self, len: u64) -> io::Result<GuestAddress> {
+        let start = self.scratch_next.next_multiple_of(8);
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= self.size)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the harness's request area is full",
+                )
+            })?;
+        self.scratch_next = end;
+        Ok(GuestAddress(start))
     }
 
-    /// The allocation cursor, for [`GuestRam::reset_to`].
-    pub fn mark(&self) -> u64 {
-        self.next
+    /// Recycles the whole scratch area.
+    pub fn reset_scratch(&mut self) {
+        self.scratch_next = self.scratch_start;
     }
 }
 
@@ -247,7 +267,7 @@ impl SplitQueue {
             let head = u16::try_from(id)
                 .map_err(|_| io::Error::other(format!("used id {id} out of range")))?;
             if let Some(chain) = self.chains.get_mut(usize::from(head)) {
-                self.free.extend(chain.drain(..));
+                self.free.append(chain);
             }
             out.push(Used { head, len });
         }

@@ -68,9 +68,19 @@ impl HostVisibleRegion {
     }
 
     fn covered(&self, offset: u64, len: u64) -> bool {
-        let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
-        maps.iter()
-            .any(|(o, l)| *o <= offset && offset + len <= o + l)
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        maps.sort_unstable();
+        // Walk adjacent mappings from `offset` to `offset + len`.
+        let (mut at, end) = (offset, offset.saturating_add(len));
+        for (o, l) in maps {
+            if o <= at && at < o + l {
+                at = o + l;
+            }
+            if at >= end {
+                return true;
+            }
+        }
+        len == 0
     }
 
     /// Maps `len` bytes of `fd` at `fd_offset` at `offset` of the region.

@@ -100,7 +100,6 @@ pub struct Vmm {
     /// Protocol features acked.
     pub protocol: VhostUserProtocolFeatures,
     timeout: Duration,
-    scratch_mark: u64,
 }
 
 impl std::fmt::Debug for Vmm {
@@ -238,7 +237,6 @@ impl Vmm {
             }
             queues.push(q);
         }
-        let scratch_mark = ram.mark();
         Ok(Vmm {
             frontend,
             raw,
@@ -251,7 +249,6 @@ impl Vmm {
             features,
             protocol,
             timeout: opts.timeout,
-            scratch_mark,
         })
     }
 
@@ -280,13 +277,13 @@ impl Vmm {
     /// Sends a batch on `queue` (all in flight at once) and returns, in
     /// order, the bytes the device wrote for each.
     pub fn exchange(&mut self, queue: usize, requests: &[Request]) -> io::Result<Vec<Vec<u8>>> {
-        self.ram.reset_to(self.scratch_mark);
+        self.ram.reset_scratch();
         let mut heads = Vec::with_capacity(requests.len());
         let mut outs = Vec::with_capacity(requests.len());
         for req in requests {
             let mut bufs = Vec::new();
             for seg in &req.readable {
-                let addr = self.ram.alloc(seg.len().max(1) as u64, 8)?;
+                let addr = self.ram.scratch(seg.len().max(1) as u64)?;
                 self.ram
                     .mem()
                     .write_slice(seg, addr)
@@ -299,7 +296,7 @@ impl Vmm {
             }
             let mut out = Vec::new();
             for len in &req.writable {
-                let addr = self.ram.alloc(u64::from(*len).max(1), 8)?;
+                let addr = self.ram.scratch(u64::from(*len).max(1))?;
                 bufs.push(Buffer {
                     addr,
                     len: *len,
@@ -335,6 +332,76 @@ impl Vmm {
             results.push(bytes);
         }
         Ok(results)
+    }
+
+    /// Offers one request without waiting; returns its head and where its
+    /// response will be. Call [`Vmm::reset_scratch`] once everything posted
+    /// has completed.
+    pub fn post(
+        &mut self,
+        queue: usize,
+        req: &Request,
+    ) -> io::Result<(u16, Vec<(GuestAddress, u32)>)> {
+        let mut bufs = Vec::new();
+        for seg in &req.readable {
+            let addr = self.ram.scratch(seg.len().max(1) as u64)?;
+            self.ram
+                .mem()
+                .write_slice(seg, addr)
+                .map_err(io::Error::other)?;
+            bufs.push(Buffer {
+                addr,
+                len: seg.len() as u32,
+                write: false,
+            });
+        }
+        let mut out = Vec::new();
+        for len in &req.writable {
+            let addr = self.ram.scratch(u64::from(*len).max(1))?;
+            bufs.push(Buffer {
+                addr,
+                len: *len,
+                write: true,
+            });
+            out.push((addr, *len));
+        }
+        let head = self.queues[queue].add(self.ram.mem(), &bufs)?;
+        self.queues[queue].kick()?;
+        Ok((head, out))
+    }
+
+    /// Waits for completions on `queue`, in the order the device used them.
+    pub fn wait_used(&mut self, queue: usize, timeout: Duration) -> io::Result<Vec<Used>> {
+        let mem = self.ram.mem().clone();
+        self.queues[queue].wait(&mem, timeout)
+    }
+
+    /// Completions already there, without waiting.
+    pub fn poll_used(&mut self, queue: usize) -> io::Result<Vec<Used>> {
+        let mem = self.ram.mem().clone();
+        self.queues[queue].collect(&mem)
+    }
+
+    /// Reads a response a posted request got.
+    pub fn read_response(&self, out: &[(GuestAddress, u32)], len: u32) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let mut left = len as usize;
+        for (addr, cap) in out {
+            let n = left.min(*cap as usize);
+            let mut chunk = vec![0u8; n];
+            self.ram
+                .mem()
+                .read_slice(&mut chunk, *addr)
+                .map_err(io::Error::other)?;
+            bytes.extend_from_slice(&chunk);
+            left -= n;
+        }
+        Ok(bytes)
+    }
+
+    /// Frees the guest memory of requests posted with [`Vmm::post`].
+    pub fn reset_scratch(&mut self) {
+        self.ram.reset_scratch();
     }
 
     fn wait_heads(&mut self, queue: usize, heads: &[u16]) -> io::Result<Vec<Used>> {

@@ -1,0 +1,177 @@
+//! The `vhost-user-vgpu` binary: its command line, and that it serves a
+//! VMM over a socket path or a handed-over fd, connection after connection.
+
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vhost::vhost_user::Frontend;
+use vhost::VhostBackend;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vhost-user-vgpu");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp_sock(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vgpu-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("vgpu.sock")
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn connect(path: &std::path::Path) -> Frontend {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Frontend::connect(path, 2) {
+            Ok(f) => return f,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+}
+
+#[test]
+fn print_capabilities_is_vhost_user_json() {
+    let o = run(&["--print-capabilities"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["type"], "gpu");
+    assert!(v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "virgl"));
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let o = run(&[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--socket-path PATH or --fd N"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["--socket-path", "/tmp/x", "--device-memory", "lots"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--device-memory") && stderr(&o).contains("not a size"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["--socket-path", "/tmp/x", "--scanout", "20x20"]);
+    assert!(stderr(&o).contains("width 20 is outside"), "{}", stderr(&o));
+    let o = run(&["--socket-path", "/tmp/x", "--fd", "3"]);
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    let o = run(&["--fd", "987"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--fd 987"), "{}", stderr(&o));
+    // fd 0 is /dev/null here: not a socket.
+    let o = Command::new(BIN)
+        .args(["--fd", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(stderr(&o).contains("is not a socket"), "{}", stderr(&o));
+    let o = run(&["--socket-path", "/nonexistent-dir/x.sock"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot listen on /nonexistent-dir/x.sock"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn serves_connection_after_connection_and_exits_on_request() {
+    let sock = tmp_sock("serve");
+    let mut child = Command::new(BIN)
+        .args(["--socket-path", sock.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..3 {
+        let f = connect(&sock);
+        let features = f.get_features().unwrap();
+        assert!(features & (1 << 32) != 0, "VERSION_1");
+        f.set_owner().unwrap();
+        drop(f);
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still serving");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let sock = tmp_sock("once");
+    let mut child = Command::new(BIN)
+        .args([
+            "--socket-path",
+            sock.to_str().unwrap(),
+            "--exit-on-disconnect",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let f = connect(&sock);
+    f.set_owner().unwrap();
+    drop(f);
+    let status =
+        wait_exit(&mut child, Duration::from_secs(10)).expect("exits after the VMM leaves");
+    assert!(status.success());
+}
+
+#[test]
+fn serves_a_listening_fd_handed_over() {
+    let sock = tmp_sock("fd");
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).unwrap();
+    let fd: OwnedFd = listener.into();
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--fd", "3", "--exit-on-disconnect"])
+        .stderr(Stdio::null());
+    // SAFETY: runs in the child between fork and exec and only calls dup2
+    // or fcntl, which are async-signal-safe; the child gets the listener as
+    // fd 3.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps FD_CLOEXEC: clear it explicitly then.
+            let rc = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(fd);
+    let f = connect(&sock);
+    assert!(f.get_features().unwrap() & (1 << 32) != 0);
+    drop(f);
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(status.success());
+}

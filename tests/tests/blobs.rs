@@ -1,0 +1,574 @@
+//! Blobs, native contexts, the host-visible region and fences, end to end.
+
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
+use std::time::Duration;
+
+use vgpu_backend::{Madv, ObjectFilter, ShrinkMode, ShrinkRequest};
+use vgpu_device::config::DeviceConfig;
+use vgpu_proto::native::*;
+use vgpu_proto::virtio_gpu::*;
+use vgpu_tests::backend::RunningBackend;
+use vgpu_tests::cmd::*;
+use vgpu_tests::display::DisplayMsg;
+use vgpu_tests::vmm::{Request, Vmm, VmmOptions, CTRL};
+use zerocopy::FromBytes;
+
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+fn setup(cfg: DeviceConfig) -> (RunningBackend, Vmm) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let backend = RunningBackend::in_process(cfg, 1).unwrap();
+    let vmm = Vmm::connect(backend.socket(), VmmOptions::default()).unwrap();
+    (backend, vmm)
+}
+
+#[track_caller]
+fn expect(vmm: &mut Vmm, cmd: &Command<'_>, want: ErrorCode) {
+    assert_eq!(
+        vmm.command(cmd).unwrap().1,
+        Response::Error(want),
+        "{:?}",
+        cmd.command_type()
+    );
+}
+
+#[track_caller]
+fn expect_ok(vmm: &mut Vmm, cmd: &Command<'_>) {
+    assert_eq!(
+        vmm.command(cmd).unwrap().1,
+        Response::OkNoData,
+        "{:?}",
+        cmd.command_type()
+    );
+}
+
+fn device_region() -> [MemoryClassInstance; 2] {
+    [
+        MemoryClassInstance::new(I915_MEMORY_CLASS_DEVICE, 0),
+        MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0),
+    ]
+}
+
+/// GEM_CREATE_EXT `blob_id` of `size`, then a mappable HOST3D blob `res`.
+fn gem_blob(vmm: &mut Vmm, nc: &mut NativeContext, blob_id: u32, res: u32, size: u64) {
+    let regions = device_region();
+    let (r, _) = nc
+        .submit(vmm, &[gem_create_ext(size, blob_id, 0, &regions)])
+        .unwrap();
+    assert_eq!(r, Response::OkNoData);
+    expect_ok(
+        vmm,
+        &create_blob(
+            nc.ctx,
+            res,
+            BlobMem::Host3d,
+            VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+            u64::from(blob_id),
+            size,
+            &[],
+        ),
+    );
+}
+
+fn read_rsp<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
+    nc: &NativeContext,
+    vmm: &Vmm,
+    p: &Pending,
+) -> T {
+    T::read_from_prefix(&nc.response(vmm, p).unwrap())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn native_context_queries_and_objects() {
+    let (_b, mut vmm) = setup(DeviceConfig::default());
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    assert_eq!(vmm.shmem_log(), vec![(true, 0, SHMEM_SIZE)]);
+    // GETPARAM: known and unknown parameters.
+    let (r, p) = nc
+        .submit(&mut vmm, &[getparam(37), getparam(9999)])
+        .unwrap();
+    assert_eq!(r, Response::OkNoData);
+    let known: GetParamRsp = read_rsp(&nc, &vmm, &p[0]);
+    assert_eq!((known.ret.get(), known.value.get()), (0, 1));
+    let unknown: GetParamRsp = read_rsp(&nc, &vmm, &p[1]);
+    assert_eq!(unknown.ret.get(), EINVAL);
+    assert_eq!(
+        nc.seqno(&vmm).unwrap(),
+        p[1].seqno,
+        "seqno is the last request's"
+    );
+    // QUERYPARAM memory regions: size first, then the data.
+    let (_, p) = nc
+        .submit(&mut vmm, &[queryparam(DRM_I915_QUERY_MEMORY_REGIONS, 0)])
+        .unwrap();
+    let sized: QueryParamRsp = read_rsp(&nc, &vmm, &p[0]);
+    let len = sized.length.get() as u32;
+    assert_eq!(len as usize, 16 + 2 * 88);
+    let (_, p) = nc
+        .submit(&mut vmm, &[queryparam(DRM_I915_QUERY_MEMORY_REGIONS, len)])
+        .unwrap();
+    let bytes = nc.response(&vmm, &p[0]).unwrap();
+    let head = QueryMemoryRegions::read_from_prefix(&bytes[16..])
+        .unwrap()
+        .0;
+    assert_eq!(head.num_regions.get(), 2);
+    let dev = MemoryRegionInfo::read_from_prefix(&bytes[16 + 16 + 88..])
+        .unwrap()
+        .0;
+    assert_eq!(dev.region.memory_class.get(), I915_MEMORY_CLASS_DEVICE);
+    assert_eq!(dev.probed_size.get(), 256 * MIB);
+    // Objects: create, wrong-size blob, right-size blob, close of unknown.
+    gem_blob(&mut vmm, &mut nc, 5, 1, 64 * 1024);
+    let (_, _) = nc.submit(&mut vmm, &[gem_create(8192, 6)]).unwrap();
+    expect(
+        &mut vmm,
+        &create_blob(
+            1,
+            2,
+            BlobMem::Host3d,
+            VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+            6,
+            4096,
+            &[],
+        ),
+        ErrorCode::InvalidParameter,
+    );
+    expect(
+        &mut vmm,
+        &create_blob(1, 2, BlobMem::Host3d, 0, 77, 8192, &[]),
+        ErrorCode::InvalidParameter,
+    );
+    expect(
+        &mut vmm,
+        &create_blob(9, 2, BlobMem::Host3d, 0, 6, 8192, &[]),
+        ErrorCode::InvalidContextId,
+    );
+    let (_, p) = nc
+        .submit(
+            &mut vmm,
+            &[gem_close(6), gem_close(6), gem_busy(1), gem_busy(42)],
+        )
+        .unwrap();
+    let closes: [GemCloseRsp; 2] = [read_rsp(&nc, &vmm, &p[0]), read_rsp(&nc, &vmm, &p[1])];
+    assert_eq!((closes[0].ret.get(), closes[1].ret.get()), (0, ENOENT));
+    let busy: GemBusyRsp = read_rsp(&nc, &vmm, &p[2]);
+    assert_eq!((busy.ret.get(), busy.busy.get()), (0, 0));
+    assert_eq!(read_rsp::<GemBusyRsp>(&nc, &vmm, &p[3]).ret.get(), ENOENT);
+    // Unknown and malformed requests get error responses; the context goes on.
+    nc.builder.push_raw(&{
+        let mut r = zerocopy::IntoBytes::as_bytes(&CcmdReq {
+            cmd: 0x4242.into(),
+            len: 16.into(),
+            seqno: 900.into(),
+            rsp_off: 4096.into(),
+        })
+        .to_vec();
+        r.truncate(16);
+        r
+    });
+    let (r, p) = nc.submit(&mut vmm, &[getparam(4)]).unwrap();
+    assert_eq!(r, Response::OkNoData);
+    let region = vmm.hostmem.as_ref().unwrap();
+    let mut err = [0u8; 8];
+    region.read(16 + 4096, &mut err).unwrap();
+    assert_eq!(
+        (
+            u32::from_le_bytes(err[0..4].try_into().unwrap()),
+            i32::from_le_bytes(err[4..8].try_into().unwrap())
+        ),
+        (8, EINVAL)
+    );
+    assert_eq!(read_rsp::<GetParamRsp>(&nc, &vmm, &p[0]).ret.get(), 0);
+    // A response outside the response memory fails the SUBMIT_3D, and the
+    // requests around it still run.
+    let mut bad = Vec::new();
+    getparam(4).encode(1000, (SHMEM_SIZE - 16 - 8) as u32, &mut bad);
+    let stream = [bad.clone(), {
+        let mut ok = Vec::new();
+        gem_create(4096, 7).encode(1001, 0, &mut ok);
+        ok
+    }]
+    .concat();
+    expect(
+        &mut vmm,
+        &submit_3d(1, &stream),
+        ErrorCode::InvalidParameter,
+    );
+    assert_eq!(nc.seqno(&vmm).unwrap(), 1001);
+    // A framing error stops the stream: the SUBMIT_3D fails.
+    let mut broken = bad;
+    broken[4..8].copy_from_slice(&7u32.to_le_bytes());
+    expect(
+        &mut vmm,
+        &submit_3d(1, &broken),
+        ErrorCode::InvalidParameter,
+    );
+}
+
+#[test]
+fn map_blob_is_zero_copy_and_checked() {
+    let (b, mut vmm) = setup(DeviceConfig::default());
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, 2 * PAGE);
+    let (_, r) = vmm.command(&map_blob(1, MIB)).unwrap();
+    assert_eq!(
+        r,
+        Response::MapInfo(VIRTIO_GPU_MAP_CACHE_WC),
+        "device memory is write-combined"
+    );
+    let region = vmm.hostmem.clone().unwrap();
+    region.write(MIB + 100, b"through the BAR").unwrap();
+    // The host buffer sees the guest's write: the guest mapped the buffer's own pages.
+    let bm = b.buffer_manager().unwrap();
+    let obj = bm
+        .list_objects(ObjectFilter::default())
+        .into_iter()
+        .find(|o| o.size == 2 * PAGE)
+        .unwrap()
+        .id;
+    let mut seen = [0u8; 15];
+    bm.read(obj, 100, &mut seen).unwrap();
+    assert_eq!(&seen, b"through the BAR");
+    // Double map, overlapping map, misaligned, outside the region.
+    expect(&mut vmm, &map_blob(1, 8 * MIB), ErrorCode::InvalidParameter);
+    gem_blob(&mut vmm, &mut nc, 2, 2, PAGE);
+    expect(
+        &mut vmm,
+        &map_blob(2, MIB + PAGE),
+        ErrorCode::InvalidParameter,
+    );
+    expect(&mut vmm, &map_blob(2, 100), ErrorCode::InvalidParameter);
+    expect(
+        &mut vmm,
+        &map_blob(2, (1 << 30) - PAGE / 2),
+        ErrorCode::InvalidParameter,
+    );
+    expect(
+        &mut vmm,
+        &map_blob(2, u64::MAX - 4095),
+        ErrorCode::InvalidParameter,
+    );
+    expect(&mut vmm, &map_blob(99, 0), ErrorCode::InvalidResourceId);
+    // Not mappable.
+    let (_, _) = nc.submit(&mut vmm, &[gem_create(PAGE, 3)]).unwrap();
+    expect_ok(
+        &mut vmm,
+        &create_blob(1, 3, BlobMem::Host3d, 0, 3, PAGE, &[]),
+    );
+    expect(&mut vmm, &map_blob(3, 4 * MIB), ErrorCode::InvalidParameter);
+    // Unmap, and unmap of unmapped.
+    expect_ok(&mut vmm, &unmap_blob(1));
+    expect(&mut vmm, &unmap_blob(1), ErrorCode::InvalidParameter);
+    assert!(!region.is_mapped(MIB, PAGE));
+    // Unref of a mapped blob unmaps first.
+    let (_, r) = vmm.command(&map_blob(2, 2 * MIB)).unwrap();
+    assert!(matches!(r, Response::MapInfo(_)));
+    expect_ok(&mut vmm, &unref(2));
+    assert!(vmm.shmem_log().contains(&(false, 2 * MIB, PAGE)));
+}
+
+#[test]
+fn guest_blobs_map_the_guests_own_pages() {
+    let (_b, mut vmm) = setup(DeviceConfig::default());
+    let e1 = guest_pages(&mut vmm, 2 * PAGE, 0xaa).unwrap();
+    let e2 = guest_pages(&mut vmm, PAGE, 0xbb).unwrap();
+    expect_ok(
+        &mut vmm,
+        &create_blob(
+            0,
+            1,
+            BlobMem::Guest,
+            VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+            0,
+            3 * PAGE,
+            &[e1, e2],
+        ),
+    );
+    expect(
+        &mut vmm,
+        &create_blob(0, 2, BlobMem::Guest, 0, 0, 4 * PAGE, &[e1, e2]),
+        ErrorCode::InvalidParameter,
+    );
+    let (_, r) = vmm.command(&map_blob(1, 0)).unwrap();
+    assert_eq!(r, Response::MapInfo(VIRTIO_GPU_MAP_CACHE_CACHED));
+    let region = vmm.hostmem.clone().unwrap();
+    let mut b = [0u8; 2];
+    region.read(2 * PAGE - 1, &mut b).unwrap();
+    assert_eq!(b, [0xaa, 0xbb], "the two entries appear back to back");
+    // Writing guest RAM shows through the mapping: no copy anywhere.
+    poke(&vmm, e2.addr.get() + 10, b"zero-copy").unwrap();
+    let mut s = [0u8; 9];
+    region.read(2 * PAGE + 10, &mut s).unwrap();
+    assert_eq!(&s, b"zero-copy");
+    expect_ok(&mut vmm, &unmap_blob(1));
+}
+
+#[test]
+fn blob_scanout_reaches_the_display() {
+    let (_b, mut vmm) = setup(DeviceConfig::default());
+    let e = guest_pages(&mut vmm, 64 * 64 * 4, 0x33).unwrap();
+    expect_ok(
+        &mut vmm,
+        &create_blob(0, 1, BlobMem::Guest, 0, 0, 64 * 64 * 4, &[e]),
+    );
+    let scanout = |res: u32, stride: u32| {
+        Command::SetScanoutBlob(SetScanoutBlob {
+            hdr: hdr(CommandType::SetScanoutBlob),
+            r: Rect::new(0, 0, 64, 64),
+            scanout_id: 0.into(),
+            resource_id: res.into(),
+            width: 64.into(),
+            height: 64.into(),
+            format: Format::B8G8R8X8Unorm.value().into(),
+            padding: 0.into(),
+            strides: [stride.into(), 0.into(), 0.into(), 0.into()],
+            offsets: [0.into(); 4],
+        })
+    };
+    expect(&mut vmm, &scanout(1, 128), ErrorCode::InvalidParameter);
+    expect(&mut vmm, &scanout(1, 512), ErrorCode::InvalidParameter);
+    expect(&mut vmm, &scanout(7, 256), ErrorCode::InvalidResourceId);
+    expect_ok(&mut vmm, &scanout(1, 256));
+    expect_ok(&mut vmm, &flush(1, Rect::new(0, 0, 64, 64)));
+    let d = vmm.display.as_ref().unwrap();
+    let DisplayMsg::Update { width, data, .. } = d
+        .wait_for(Duration::from_secs(5), |m| {
+            matches!(m, DisplayMsg::Update { .. })
+        })
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(width, 64);
+    assert!(data.chunks(4).all(|p| p == [0x33, 0x33, 0x33, 0xff]));
+}
+
+/// The scenario: 64 blobs made with GEM_CREATE_EXT +
+/// RESOURCE_CREATE_BLOB, mapped and filled, half marked DONTNEED, unmapped;
+/// the shrinker runs; WILLNEED on the purged ones answers retained = false
+/// and using them fails cleanly; the others read back byte-identical.
+#[test]
+fn sixty_four_blobs_half_purged_by_the_shrinker() {
+    let (b, mut vmm) = setup(DeviceConfig::default());
+    let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+    let size = 64 * 1024;
+    let region = vmm.hostmem.clone().unwrap();
+    for i in 0..64u32 {
+        gem_blob(&mut vmm, &mut nc, i + 1, i + 1, size);
+        let at = MIB + u64::from(i) * size;
+        assert!(matches!(
+            vmm.command(&map_blob(i + 1, at)).unwrap().1,
+            Response::MapInfo(_)
+        ));
+        let pattern: Vec<u8> = (0..size)
+            .map(|x| (x as u32 ^ i.wrapping_mul(2_654_435_761)) as u8)
+            .collect();
+        region.write(at, &pattern).unwrap();
+    }
+    let madv: Vec<I915Request<'static>> = (0..64u32)
+        .filter(|i| i % 2 == 1)
+        .map(|i| gem_madvise_resource(i + 1, I915_MADV_DONTNEED))
+        .collect();
+    let (_, p) = nc.submit(&mut vmm, &madv).unwrap();
+    assert!(p
+        .iter()
+        .all(|p| read_rsp::<GemMadviseRsp>(&nc, &vmm, p).retained.get() == 1));
+    for i in 0..64u32 {
+        expect_ok(&mut vmm, &unmap_blob(i + 1));
+    }
+    let bm = b.buffer_manager().unwrap();
+    let report = bm.shrink(&ShrinkRequest::new(u64::MAX, ShrinkMode::Lazy));
+    assert_eq!(report.purged_objects, 32);
+    assert_eq!(
+        report.purged_bytes,
+        32 * size,
+        "every purged byte was allocated and really released"
+    );
+    assert_eq!(
+        bm.list_objects(ObjectFilter {
+            madv: Some(Madv::Purged),
+            ..Default::default()
+        })
+        .len(),
+        32
+    );
+    // WILLNEED on everything: retained tells which survived.
+    let willneed: Vec<I915Request<'static>> = (0..64u32)
+        .map(|i| gem_madvise_resource(i + 1, I915_MADV_WILLNEED))
+        .collect();
+    let (_, p) = nc.submit(&mut vmm, &willneed).unwrap();
+    for (i, p) in p.iter().enumerate() {
+        let retained = read_rsp::<GemMadviseRsp>(&nc, &vmm, p).retained.get();
+        assert_eq!(retained, u32::from(i % 2 == 0), "blob {}", i + 1);
+    }
+    for i in 0..64u32 {
+        let at = MIB + u64::from(i) * size;
+        let r = vmm.command(&map_blob(i + 1, at)).unwrap().1;
+        if i % 2 == 1 {
+            assert_eq!(
+                r,
+                Response::Error(ErrorCode::InvalidParameter),
+                "purged blob {} cannot be mapped",
+                i + 1
+            );
+            continue;
+        }
+        assert!(matches!(r, Response::MapInfo(_)));
+        let mut back = vec![0u8; size as usize];
+        region.read(at, &mut back).unwrap();
+        let pattern: Vec<u8> = (0..size)
+            .map(|x| (x as u32 ^ i.wrapping_mul(2_654_435_761)) as u8)
+            .collect();
+        assert!(back == pattern, "blob {} reads back byte-identical", i + 1);
+    }
+    // Using a purged buffer in an execbuffer fails cleanly with EFAULT.
+    let objs = [exec_object(2)];
+    let (_, p) = nc
+        .submit(&mut vmm, &[gem_execbuffer2(0, 0, 0, &objs, &[])])
+        .unwrap();
+    assert_eq!(
+        read_rsp::<GemExecbuffer2Rsp>(&nc, &vmm, &p[0]).ret.get(),
+        14
+    );
+}
+
+#[test]
+fn fences_complete_in_order_per_timeline_and_timelines_do_not_wait_for_each_other() {
+    let cfg = DeviceConfig {
+        exec_delay: Duration::from_millis(300),
+        ..DeviceConfig::default()
+    };
+    let (_b, mut vmm) = setup(cfg);
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
+    let objs = [exec_object(1)];
+    let mut exec = Vec::new();
+    nc.builder
+        .push(&gem_execbuffer2(0, 0, 64, &objs, &[]))
+        .unwrap();
+    exec.extend(nc.builder.take_stream());
+    let submit = |fence: u64, ring: u8, stream: &[u8]| {
+        let Command::Submit3d { mut cmd, data } = submit_3d(1, stream) else {
+            unreachable!()
+        };
+        cmd.hdr = fenced(cmd.hdr, fence, Some(ring));
+        Command::Submit3d { cmd, data }.to_bytes()
+    };
+    // Ring 0: a slow execbuffer, then an empty fenced submit (must wait).
+    // Ring 1: an empty fenced submit (must not wait).
+    let (a, oa) = vmm
+        .post(CTRL, &Request::of(submit(1, 0, &exec), 64))
+        .unwrap();
+    let (bh, _) = vmm.post(CTRL, &Request::of(submit(2, 0, &[]), 64)).unwrap();
+    let (c, oc) = vmm.post(CTRL, &Request::of(submit(3, 1, &[]), 64)).unwrap();
+    let first = vmm.wait_used(CTRL, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        first.iter().map(|u| u.head).collect::<Vec<_>>(),
+        vec![c],
+        "ring 1 did not wait for ring 0"
+    );
+    let mut rest = Vec::new();
+    while rest.len() < 2 {
+        rest.extend(vmm.wait_used(CTRL, Duration::from_secs(5)).unwrap());
+    }
+    assert_eq!(
+        rest.iter().map(|u| u.head).collect::<Vec<_>>(),
+        vec![a, bh],
+        "ring 0 in order"
+    );
+    let (rh, r) = Response::decode(&vmm.read_response(&oa, rest[0].len).unwrap()).unwrap();
+    assert_eq!(
+        (r, rh.fence_id.get(), rh.ring_idx),
+        (Response::OkNoData, 1, 0)
+    );
+    let (rh, _) = Response::decode(&vmm.read_response(&oc, first[0].len).unwrap()).unwrap();
+    assert_eq!((rh.fence_id.get(), rh.ring_idx), (3, 1));
+    vmm.reset_scratch();
+    // While the buffer was busy GEM_BUSY said so; now it is idle.
+    let (_, p) = nc.submit(&mut vmm, &[gem_busy(1)]).unwrap();
+    assert_eq!(read_rsp::<GemBusyRsp>(&nc, &vmm, &p[0]).busy.get(), 0);
+}
+
+#[test]
+fn disconnect_mid_stream_frees_everything_and_the_next_vm_works() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let cfg = DeviceConfig {
+        exec_delay: Duration::from_secs(30),
+        ..DeviceConfig::default()
+    };
+    let mut backend = RunningBackend::in_process(cfg, 2).unwrap();
+    let bm = backend.buffer_manager().unwrap().clone();
+    {
+        let mut vmm = Vmm::connect(backend.socket(), VmmOptions::default()).unwrap();
+        let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+        for i in 0..8u32 {
+            gem_blob(&mut vmm, &mut nc, i + 1, i + 1, MIB);
+            assert!(matches!(
+                vmm.command(&map_blob(i + 1, (i as u64 + 2) * MIB))
+                    .unwrap()
+                    .1,
+                Response::MapInfo(_)
+            ));
+            vmm.hostmem
+                .as_ref()
+                .unwrap()
+                .write((i as u64 + 2) * MIB, &[1; 4096])
+                .unwrap();
+        }
+        expect_ok(&mut vmm, &create_2d(50, Format::B8G8R8X8Unorm, 256, 256));
+        let e = guest_pages(&mut vmm, 256 * 256 * 4, 9).unwrap();
+        expect_ok(&mut vmm, &attach_backing(50, &[e]));
+        expect_ok(&mut vmm, &transfer_2d(50, Rect::new(0, 0, 256, 256), 0));
+        assert!(bm.stats().owners[0].charged > 0);
+        // A slow execbuffer in flight when the VMM goes away.
+        let objs = [exec_object(1)];
+        nc.builder
+            .push(&gem_execbuffer2(0, 0, 0, &objs, &[]))
+            .unwrap();
+        let stream = nc.builder.take_stream();
+        let Command::Submit3d { mut cmd, data } = submit_3d(1, &stream) else {
+            unreachable!()
+        };
+        cmd.hdr = fenced(cmd.hdr, 1, Some(0));
+        vmm.post(
+            CTRL,
+            &Request::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        vmm.disconnect();
+    }
+    // The daemon frees everything of the first VM before it accepts the next.
+    let first_vm_gone =
+        |bm: &vgpu_backend::BufferManager| !bm.stats().owners.iter().any(|o| o.name == "vm1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (bm.object_count() > 0 || !first_vm_gone(&bm)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = bm.stats();
+    assert_eq!(stats.objects, 0);
+    assert_eq!(
+        stats.owners[0].charged, 0,
+        "every byte of the first VM was returned"
+    );
+    assert!(stats.regions.iter().all(|r| r.used == 0));
+    assert!(
+        first_vm_gone(&bm),
+        "the first VM's accounts are gone (its contexts' too)"
+    );
+    assert!(stats
+        .owners
+        .iter()
+        .all(|o| o.objects == 0 && o.charged == 0));
+    let mut vmm = Vmm::connect(backend.socket(), VmmOptions::default()).unwrap();
+    expect_ok(&mut vmm, &create_2d(1, Format::B8G8R8X8Unorm, 8, 8));
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 2, PAGE);
+    vmm.disconnect();
+    backend.join(Duration::from_secs(10)).unwrap();
+    assert_eq!(bm.object_count(), 0);
+}

@@ -334,6 +334,11 @@ impl VgpuBackend {
                 }
             },
         };
+        log::trace!(
+            "queue {queue}: {:#06x} -> {:?}",
+            hdr.type_.get(),
+            response.response_type()
+        );
         let len = write_response(&mut st.response, &response, &hdr, &writable, mem);
         let flags = hdr.flags.get();
         let fenced = flags & VIRTIO_GPU_FLAG_FENCE != 0;

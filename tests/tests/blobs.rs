@@ -572,3 +572,45 @@ fn disconnect_mid_stream_frees_everything_and_the_next_vm_works() {
     backend.join(Duration::from_secs(10)).unwrap();
     assert_eq!(bm.object_count(), 0);
 }
+
+#[test]
+fn host3d_guest_blobs_transfer_between_guest_pages_and_the_host_object() {
+    let (b, mut vmm) = setup(DeviceConfig::default());
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    let (_, _) = nc.submit(&mut vmm, &[gem_create(2 * PAGE, 9)]).unwrap();
+    let e = guest_pages(&mut vmm, 2 * PAGE, 0x7e).unwrap();
+    expect(
+        &mut vmm,
+        &create_blob(1, 5, BlobMem::Host3dGuest, 0, 9, 2 * PAGE, &[]),
+        ErrorCode::InvalidParameter,
+    );
+    expect_ok(
+        &mut vmm,
+        &create_blob(1, 5, BlobMem::Host3dGuest, 0, 9, 2 * PAGE, &[e]),
+    );
+    let transfer = Command::TransferToHost3d(TransferHost3d {
+        hdr: ctx_hdr(CommandType::TransferToHost3d, 1),
+        box_: Box3d {
+            x: 100.into(),
+            w: 300.into(),
+            h: 1.into(),
+            d: 1.into(),
+            ..Default::default()
+        },
+        offset: 100.into(),
+        resource_id: 5.into(),
+        ..Default::default()
+    });
+    expect_ok(&mut vmm, &transfer);
+    let bm = b.buffer_manager().unwrap();
+    let obj = bm
+        .list_objects(ObjectFilter::default())
+        .into_iter()
+        .find(|o| o.size == 2 * PAGE)
+        .unwrap()
+        .id;
+    let mut back = vec![0u8; 2 * PAGE as usize];
+    bm.read(obj, 0, &mut back).unwrap();
+    assert!(back[100..400].iter().all(|x| *x == 0x7e));
+    assert!(back[..100].iter().all(|x| *x == 0) && back[400..].iter().all(|x| *x == 0));
+}

@@ -278,66 +278,24 @@ impl Vmm {
     /// order, the bytes the device wrote for each.
     pub fn exchange(&mut self, queue: usize, requests: &[Request]) -> io::Result<Vec<Vec<u8>>> {
         self.ram.reset_scratch();
-        let mut heads = Vec::with_capacity(requests.len());
-        let mut outs = Vec::with_capacity(requests.len());
+        let mut placed = Vec::with_capacity(requests.len());
         for req in requests {
-            let mut bufs = Vec::new();
-            for seg in &req.readable {
-                let addr = self.ram.scratch(seg.len().max(1) as u64)?;
-                self.ram
-                    .mem()
-                    .write_slice(seg, addr)
-                    .map_err(io::Error::other)?;
-                bufs.push(Buffer {
-                    addr,
-                    len: seg.len() as u32,
-                    write: false,
-                });
-            }
-            let mut out = Vec::new();
-            for len in &req.writable {
-                let addr = self.ram.scratch(u64::from(*len).max(1))?;
-                bufs.push(Buffer {
-                    addr,
-                    len: *len,
-                    write: true,
-                });
-                out.push((addr, *len));
-            }
-            let head = self.queues[queue].add(self.ram.mem(), &bufs)?;
-            heads.push(head);
-            outs.push(out);
+            placed.push(self.place(queue, req)?);
         }
         self.queues[queue].kick()?;
+        let heads: Vec<u16> = placed.iter().map(|(h, _)| *h).collect();
         let done = self.wait_heads(queue, &heads)?;
-        let mut results = Vec::with_capacity(requests.len());
-        for (head, out) in heads.iter().zip(&outs) {
-            let len = done
-                .iter()
-                .find(|u| u.head == *head)
-                .map(|u| u.len as usize)
-                .unwrap_or(0);
-            let mut bytes = Vec::with_capacity(len);
-            let mut left = len;
-            for (addr, cap) in out {
-                let n = left.min(*cap as usize);
-                let mut chunk = vec![0u8; n];
-                self.ram
-                    .mem()
-                    .read_slice(&mut chunk, *addr)
-                    .map_err(io::Error::other)?;
-                bytes.extend_from_slice(&chunk);
-                left -= n;
-            }
-            results.push(bytes);
-        }
-        Ok(results)
+        placed
+            .iter()
+            .map(|(head, out)| {
+                let len = done.iter().find(|u| u.head == *head).map_or(0, |u| u.len);
+                self.read_response(out, len)
+            })
+            .collect()
     }
 
-    /// Offers one request without waiting; returns its head and where its
-    /// response will be. Call [`Vmm::reset_scratch`] once everything posted
-    /// has completed.
-    pub fn post(
+    /// Writes a request into scratch memory and offers it (no kick).
+    fn place(
         &mut self,
         queue: usize,
         req: &Request,
@@ -366,8 +324,20 @@ impl Vmm {
             out.push((addr, *len));
         }
         let head = self.queues[queue].add(self.ram.mem(), &bufs)?;
-        self.queues[queue].kick()?;
         Ok((head, out))
+    }
+
+    /// Offers one request without waiting; returns its head and where its
+    /// response will be. Call [`Vmm::reset_scratch`] once everything posted
+    /// has completed.
+    pub fn post(
+        &mut self,
+        queue: usize,
+        req: &Request,
+    ) -> io::Result<(u16, Vec<(GuestAddress, u32)>)> {
+        let placed = self.place(queue, req)?;
+        self.queues[queue].kick()?;
+        Ok(placed)
     }
 
     /// Waits for completions on `queue`, in the order the device used them.

@@ -97,6 +97,7 @@ pub mod host;
 mod manager;
 mod object;
 mod placement;
+pub mod pressure;
 pub mod region;
 mod registry;
 pub mod shmem;

@@ -2,9 +2,11 @@
 //! conventions: `--socket-path`, `--fd`, `--print-capabilities`), turned
 //! into a [`DeviceConfig`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use vgpu_backend::pressure::{parse_trigger, MonitorConfig, SourceChoice, DEFAULT_TRIGGER};
 
 use crate::config::{DeviceConfig, Limits, Mode};
 
@@ -72,9 +74,45 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_hostmem_mapped: Option<u64>,
 
+    /// Soft limit of each VM's host memory (like cgroup memory.high): a VM
+    /// over it is shrunk back under it without waiting for host pressure.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub vm_soft_limit: Option<u64>,
+
     /// Exit when the first VMM disconnects instead of waiting for the next.
     #[arg(long)]
     pub exit_on_disconnect: bool,
+
+    /// The admin control socket (default: <socket-path>.admin; none with --fd
+    /// unless given).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_admin_socket")]
+    pub admin_socket: Option<PathBuf>,
+
+    /// Do not open an admin control socket.
+    #[arg(long)]
+    pub no_admin_socket: bool,
+
+    /// Where memory-pressure events come from: auto (systemd's
+    /// $MEMORY_PRESSURE_WATCH, else the own cgroup's PSI, else the system's,
+    /// else meminfo), psi, cgroup, systemd, meminfo, or none.
+    #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = SourceChoice::parse)]
+    pub pressure_source: SourceChoice,
+
+    /// PSI trigger: "some|full STALL_US WINDOW_US". Without CAP_SYS_RESOURCE
+    /// the kernel accepts only windows that are multiples of 2 s.
+    #[arg(long, value_name = "TRIGGER", default_value = DEFAULT_TRIGGER, value_parser = check_trigger)]
+    pub pressure_trigger: String,
+
+    /// MemAvailable below which the meminfo fallback sees pressure
+    /// (default: 5 % of MemTotal, at least 64M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub low_watermark: Option<u64>,
+}
+
+fn check_trigger(s: &str) -> Result<String, String> {
+    parse_trigger(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a byte size: a number with an optional K, M, G or T suffix
@@ -122,6 +160,7 @@ impl Cli {
             scanouts,
             device_memory: self.device_memory,
             vm_quota: self.vm_quota,
+            vm_soft_limit: self.vm_soft_limit,
             hostmem_size: self.hostmem,
             virgl: !self.no_virgl,
             exec_delay: Duration::from_micros(self.exec_delay_us),
@@ -133,6 +172,33 @@ impl Cli {
                 ..Limits::default()
             },
             pci_device_id: 0,
+        })
+    }
+}
+
+impl Cli {
+    /// The pressure monitor's configuration.
+    pub fn monitor_config(&self) -> MonitorConfig {
+        let mut cfg = MonitorConfig {
+            source: self.pressure_source,
+            trigger: self.pressure_trigger.clone(),
+            ..MonitorConfig::default()
+        };
+        if let Some(w) = self.low_watermark {
+            cfg.low_watermark = w;
+        }
+        cfg
+    }
+
+    /// The admin socket path, if there is to be one.
+    pub fn admin_socket_path(&self) -> Option<PathBuf> {
+        if self.no_admin_socket {
+            return None;
+        }
+        self.admin_socket.clone().or_else(|| {
+            self.socket_path
+                .as_ref()
+                .map(|p| PathBuf::from(format!("{p}.admin")))
         })
     }
 }
@@ -183,6 +249,36 @@ mod tests {
             Cli::try_parse_from(["vhost-user-vgpu", "--socket-path", "a", "--fd", "3"]).is_err()
         );
         assert!(Cli::try_parse_from(["vhost-user-vgpu", "--scanout", "12"]).is_err());
+        assert_eq!(cli.admin_socket_path(), Some(PathBuf::from("/tmp/x.admin")));
+        assert_eq!(cli.monitor_config().source, SourceChoice::Auto);
+        let cli = Cli::parse_from([
+            "vhost-user-vgpu",
+            "--fd",
+            "3",
+            "--pressure-source",
+            "meminfo",
+            "--low-watermark",
+            "1G",
+            "--vm-soft-limit",
+            "512M",
+        ]);
+        assert_eq!(
+            cli.admin_socket_path(),
+            None,
+            "no default beside an inherited fd"
+        );
+        assert_eq!(cli.monitor_config().low_watermark, 1 << 30);
+        assert_eq!(cli.config().unwrap().vm_soft_limit, Some(512 << 20));
+        for bad in [
+            ["--pressure-source", "vibes"],
+            ["--pressure-trigger", "some 1 2"],
+            ["--vm-soft-limit", "lots"],
+        ] {
+            let mut args = vec!["vhost-user-vgpu", "--socket-path", "/tmp/x"];
+            args.extend(bad);
+            let err = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(err.contains(bad[1]), "{err}");
+        }
         let v: serde_json::Value = serde_json::from_str(&capabilities_json()).unwrap();
         assert_eq!(v["type"], "gpu");
     }

@@ -82,6 +82,8 @@ pub struct DeviceConfig {
     pub device_memory: u64,
     /// Per-VM memory quota (`None`: unlimited).
     pub vm_quota: Option<u64>,
+    /// Per-VM soft limit (`None`: none).
+    pub vm_soft_limit: Option<u64>,
     /// Size of the host-visible shared-memory region (shmid 1).
     pub hostmem_size: u64,
     /// Offer VIRTIO_GPU_F_VIRGL (needed for context commands in Linux
@@ -104,6 +106,7 @@ impl Default for DeviceConfig {
             }],
             device_memory: DEFAULT_DEVICE_POOL_SIZE,
             vm_quota: None,
+            vm_soft_limit: None,
             hostmem_size: 1 << 30,
             virgl: true,
             exec_delay: Duration::ZERO,

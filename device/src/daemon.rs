@@ -104,6 +104,9 @@ impl Daemon {
         if let Err(e) = self.bm.set_quota(vm, self.cfg.vm_quota) {
             log::warn!("setting the VM quota failed: {e}");
         }
+        if let Err(e) = self.bm.set_soft_limit(vm, self.cfg.vm_soft_limit) {
+            log::warn!("setting the VM soft limit failed: {e}");
+        }
         let backend = Arc::new(
             VgpuBackend::new(self.cfg.clone(), self.bm.clone(), vm)
                 .map_err(|e| DaemonError::Serve(e.to_string()))?,

@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -30,4 +31,5 @@ pub mod gpu;
 pub mod guest_io;
 pub mod hostmem;
 pub mod resource;
+pub mod service;
 pub mod vhost;

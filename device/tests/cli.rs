@@ -96,6 +96,16 @@ fn bad_arguments_are_named() {
     let o = run(&["--socket-path", "/nonexistent-dir/x.sock"]);
     assert!(!o.status.success());
     assert!(
+        stderr(&o).contains("/nonexistent-dir/x.sock"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "--socket-path",
+        "/nonexistent-dir/x.sock",
+        "--no-admin-socket",
+    ]);
+    assert!(
         stderr(&o).contains("cannot listen on /nonexistent-dir/x.sock"),
         "{}",
         stderr(&o)
@@ -174,4 +184,175 @@ fn serves_a_listening_fd_handed_over() {
     drop(f);
     let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
     assert!(status.success());
+}
+
+const VGPUCTL: &str = env!("CARGO_BIN_EXE_vgpuctl");
+
+fn wait_for(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn vgpuctl_json(admin: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let o = Command::new(VGPUCTL)
+        .arg("--socket")
+        .arg(admin)
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn the_admin_socket_sits_beside_the_vhost_user_socket_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sock = tmp_sock("admin");
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    let mut child = Command::new(BIN)
+        .args([
+            "--socket-path",
+            sock.to_str().unwrap(),
+            "--pressure-source",
+            "meminfo",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&admin);
+    let mode = std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let stats = vgpuctl_json(&admin, &["stats"]);
+    assert_eq!(stats["driver"], "emulated");
+    assert_eq!(stats["pressure"]["source"], "meminfo");
+    // A VM connected: its owner shows up.
+    let f = connect(&sock);
+    f.set_owner().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = vgpuctl_json(&admin, &["stats"]);
+        if s["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["path"] == "vm1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "vm1 never appeared: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second daemon on the same sockets is refused, naming the problem.
+    let o = run(&["--socket-path", sock.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another daemon is answering"),
+        "{}",
+        stderr(&o)
+    );
+    drop(f);
+    // The first daemon still serves its vhost-user socket.
+    let f = connect(&sock);
+    f.set_owner().unwrap();
+    drop(f);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // --no-admin-socket: none.
+    let sock = tmp_sock("noadmin");
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    let _ = std::fs::remove_file(&admin);
+    let mut child = Command::new(BIN)
+        .args([
+            "--socket-path",
+            sock.to_str().unwrap(),
+            "--no-admin-socket",
+            "--exit-on-disconnect",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(connect(&sock));
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(!admin.exists());
+}
+
+#[test]
+fn systemd_memory_pressure_variables_choose_the_source() {
+    use base64::Engine;
+    if !std::path::Path::new("/proc/pressure/memory").exists() {
+        eprintln!("skipped: no PSI in this kernel");
+        return;
+    }
+    let sock = tmp_sock("systemd");
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    let trigger = "some 100000 2000000";
+    let mut child = Command::new(BIN)
+        .args(["--socket-path", sock.to_str().unwrap()])
+        .env("MEMORY_PRESSURE_WATCH", "/proc/pressure/memory")
+        .env(
+            "MEMORY_PRESSURE_WRITE",
+            base64::engine::general_purpose::STANDARD.encode(format!("{trigger}\0")),
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&admin);
+    let p = vgpuctl_json(&admin, &["pressure"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(p["source"], "systemd", "{p}");
+    assert_eq!(p["path"], "/proc/pressure/memory");
+    assert_eq!(p["trigger"], trigger);
+}
+
+#[test]
+fn a_refused_psi_trigger_is_explained_and_the_daemon_falls_back() {
+    if !std::path::Path::new("/proc/pressure/memory").exists() {
+        eprintln!("skipped: no PSI in this kernel");
+        return;
+    }
+    let o = run(&[
+        "--socket-path",
+        "/tmp/x",
+        "--pressure-trigger",
+        "some 100 20000000",
+    ]);
+    assert!(
+        stderr(&o).contains("window must be 0.5 s to 10 s"),
+        "{}",
+        stderr(&o)
+    );
+    // A 1 s window is accepted by the kernel only with CAP_SYS_RESOURCE;
+    // either way the daemon runs and says what it watches.
+    let sock = tmp_sock("refused");
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    let mut child = Command::new(BIN)
+        .args([
+            "--socket-path",
+            sock.to_str().unwrap(),
+            "--pressure-source",
+            "psi",
+            "--pressure-trigger",
+            "some 150000 1000000",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&admin);
+    let p = vgpuctl_json(&admin, &["pressure"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    match p["source"].as_str().unwrap() {
+        "psi" => assert_eq!(p["trigger"], "some 150000 1000000"),
+        "meminfo" => assert!(p["notes"].to_string().contains("multiples of 2 s"), "{p}"),
+        other => panic!("unexpected source {other}: {p}"),
+    }
 }

@@ -10,9 +10,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use vgpu_backend::pressure::{MonitorConfig, MonitorHandle, SourceChoice};
 use vgpu_backend::BufferManager;
 use vgpu_device::config::DeviceConfig;
 use vgpu_device::daemon::{Daemon, Endpoint};
+use vgpu_device::service::{Service, ServiceConfig};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -32,34 +36,62 @@ fn socket_dir() -> io::Result<PathBuf> {
 pub struct RunningBackend {
     sock: PathBuf,
     dir: PathBuf,
-    bm: Option<BufferManager>,
+    service: Option<Arc<Service>>,
     thread: Option<JoinHandle<Result<(), String>>>,
     child: Option<Child>,
 }
 
 impl RunningBackend {
     /// The vgpu daemon in this process, serving `connections` connections
-    /// one after the other (then its thread ends).
+    /// one after the other (then its thread ends). Its admin socket is
+    /// open and its pressure monitor runs, seeing pressure only when told
+    /// (meminfo with a zero watermark).
     pub fn in_process(cfg: DeviceConfig, connections: usize) -> io::Result<Self> {
+        Self::with_monitor(
+            cfg,
+            MonitorConfig {
+                source: SourceChoice::Meminfo,
+                low_watermark: 0,
+                ..MonitorConfig::default()
+            },
+            connections,
+        )
+    }
+
+    /// As [`Self::in_process`], with this pressure monitor.
+    pub fn with_monitor(
+        cfg: DeviceConfig,
+        monitor: MonitorConfig,
+        connections: usize,
+    ) -> io::Result<Self> {
         let dir = socket_dir()?;
         let sock = dir.join("vgpu.sock");
-        let bm = BufferManager::emulated(cfg.device_memory)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let daemon = Daemon::new(cfg, bm.clone());
+        let service = Arc::new(
+            Service::start(ServiceConfig {
+                device: cfg,
+                monitor,
+                admin_socket: Some(dir.join("vgpu.sock.admin")),
+            })
+            .map_err(io::Error::other)?,
+        );
         let mut listener = Daemon::listen(&Endpoint::Path(sock.to_string_lossy().into_owned()))
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let running = service.clone();
         let thread = std::thread::Builder::new()
             .name("vgpu-daemon".into())
             .spawn(move || {
                 for _ in 0..connections {
-                    daemon.serve_one(&mut listener).map_err(|e| e.to_string())?;
+                    running
+                        .daemon()
+                        .serve_one(&mut listener)
+                        .map_err(|e| e.to_string())?;
                 }
                 Ok(())
             })?;
         Ok(Self {
             sock,
             dir,
-            bm: Some(bm),
+            service: Some(service),
             thread: Some(thread),
             child: None,
         })
@@ -83,7 +115,7 @@ impl RunningBackend {
         let mut me = Self {
             sock,
             dir,
-            bm: None,
+            service: None,
             thread: None,
             child: Some(child),
         };
@@ -117,7 +149,17 @@ impl RunningBackend {
 
     /// The in-process daemon's buffer manager.
     pub fn buffer_manager(&self) -> Option<&BufferManager> {
-        self.bm.as_ref()
+        self.service.as_deref().map(Service::buffer_manager)
+    }
+
+    /// The in-process daemon's admin socket.
+    pub fn admin_socket(&self) -> Option<&Path> {
+        self.service.as_deref().and_then(Service::admin_socket)
+    }
+
+    /// The in-process daemon's pressure monitor.
+    pub fn monitor(&self) -> Option<MonitorHandle> {
+        self.service.as_deref().map(Service::monitor)
     }
 
     /// Waits (bounded) for the in-process daemon to finish its connections.

@@ -289,6 +289,43 @@ impl NativeContext {
         Ok(buf)
     }
 
+    /// A response decoded as `T`.
+    pub fn read<T: zerocopy::FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
+        &self,
+        vmm: &Vmm,
+        p: &Pending,
+    ) -> io::Result<T> {
+        let bytes = self.response(vmm, p)?;
+        T::read_from_prefix(&bytes)
+            .map(|(t, _)| t)
+            .map_err(|_| io::Error::other("response shorter than its type"))
+    }
+
+    /// GEM_CREATE_EXT `blob_id` of `size` in `regions`, then a mappable
+    /// HOST3D blob resource `res` for it.
+    pub fn gem_blob(
+        &mut self,
+        vmm: &mut Vmm,
+        blob_id: u32,
+        res: u32,
+        size: u64,
+        regions: &[native::MemoryClassInstance],
+    ) -> io::Result<()> {
+        let (r, _) = self.submit(vmm, &[native::gem_create_ext(size, blob_id, 0, regions)])?;
+        ok(r)?;
+        ok(vmm
+            .command(&create_blob(
+                self.ctx,
+                res,
+                BlobMem::Host3d,
+                VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+                u64::from(blob_id),
+                size,
+                &[],
+            ))?
+            .1)
+    }
+
     /// The shared blob's seqno (the last request the host finished).
     pub fn seqno(&self, vmm: &Vmm) -> io::Result<u32> {
         let region = vmm

@@ -53,23 +53,8 @@ fn device_region() -> [MemoryClassInstance; 2] {
 
 /// GEM_CREATE_EXT `blob_id` of `size`, then a mappable HOST3D blob `res`.
 fn gem_blob(vmm: &mut Vmm, nc: &mut NativeContext, blob_id: u32, res: u32, size: u64) {
-    let regions = device_region();
-    let (r, _) = nc
-        .submit(vmm, &[gem_create_ext(size, blob_id, 0, &regions)])
+    nc.gem_blob(vmm, blob_id, res, size, &device_region())
         .unwrap();
-    assert_eq!(r, Response::OkNoData);
-    expect_ok(
-        vmm,
-        &create_blob(
-            nc.ctx,
-            res,
-            BlobMem::Host3d,
-            VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
-            u64::from(blob_id),
-            size,
-            &[],
-        ),
-    );
 }
 
 fn read_rsp<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
@@ -77,9 +62,7 @@ fn read_rsp<T: FromBytes + zerocopy::KnownLayout + zerocopy::Immutable>(
     vmm: &Vmm,
     p: &Pending,
 ) -> T {
-    T::read_from_prefix(&nc.response(vmm, p).unwrap())
-        .unwrap()
-        .0
+    nc.read(vmm, p).unwrap()
 }
 
 #[test]

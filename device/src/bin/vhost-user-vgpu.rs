@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use vgpu_backend::BufferManager;
 use vgpu_device::cli::{capabilities_json, Cli};
 use vgpu_device::daemon::{Daemon, Endpoint};
+use vgpu_device::service::{Service, ServiceConfig};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -37,16 +37,22 @@ fn run(cli: &Cli) -> Result<(), String> {
         Ok(n) => log::debug!("open-file limit: {n}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
-    let bm = BufferManager::emulated(cfg.device_memory)
-        .map_err(|e| format!("setting up the buffer manager: {e}"))?;
     log::info!(
         "no Intel GPU driver in this build: using the emulated device ({} MiB of emulated device memory)",
         cfg.device_memory >> 20
     );
-    let daemon = Daemon::new(cfg, bm);
+    // The admin socket first: binding it finds a daemon already serving
+    // these sockets before the vhost-user socket (which is replaced
+    // unconditionally) is touched.
+    let service = Service::start(ServiceConfig {
+        device: cfg,
+        monitor: cli.monitor_config(),
+        admin_socket: cli.admin_socket_path(),
+    })?;
     let mut listener =
         Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
-    daemon
+    service
+        .daemon()
         .run(&mut listener, cli.exit_on_disconnect)
         .map_err(|e| e.to_string())
 }

@@ -1,0 +1,287 @@
+//! Prometheus text exposition (format 0.0.4) of the `stats` numbers.
+//!
+//! The numbers are a snapshot taken per request, not long-lived counters
+//! registered up front, so they are written directly rather than through a
+//! metrics registry crate: the format is a few lines per family, and the
+//! one subtle part — label-value escaping — is done and tested here.
+
+use std::fmt::Write;
+
+use super::protocol::StatsReply;
+
+/// Escapes a label value: backslash, double quote and newline.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// The whole exposition.
+pub fn render(s: &StatsReply) -> String {
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+
+    f.header(
+        "vgpu_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    f.sample("vgpu_uptime_seconds", &[], s.uptime_s);
+    f.header("vgpu_objects", "gauge", "Live buffer objects.");
+    f.sample("vgpu_objects", &[], s.objects);
+
+    type RegionField = fn(&super::protocol::RegionRow) -> Option<u64>;
+    let regions: [(&str, &str, RegionField); 4] = [
+        (
+            "vgpu_region_capacity_bytes",
+            "Bytes the region can hold (absent when bounded only by the host).",
+            |r| r.capacity,
+        ),
+        (
+            "vgpu_region_used_bytes",
+            "Bytes the region has handed out.",
+            |r| Some(r.used),
+        ),
+        (
+            "vgpu_region_resident_bytes",
+            "Bytes of objects resident in the region.",
+            |r| Some(r.resident),
+        ),
+        (
+            "vgpu_region_purgeable_bytes",
+            "Bytes of DONTNEED objects in the region.",
+            |r| Some(r.purgeable),
+        ),
+    ];
+    for (name, help, get) in regions {
+        f.header(name, "gauge", help);
+        for r in &s.regions {
+            if let Some(v) = get(r) {
+                f.sample(name, &[("region", &r.name)], v);
+            }
+        }
+    }
+
+    type OwnerField = fn(&super::protocol::OwnerRow) -> Option<u64>;
+    let owners: [(&str, &str, &str, OwnerField); 9] = [
+        (
+            "vgpu_owner_objects",
+            "gauge",
+            "Live objects of the owner and its descendants.",
+            |o| Some(o.objects),
+        ),
+        (
+            "vgpu_owner_charged_bytes",
+            "gauge",
+            "Bytes of populated objects (what the quota limits).",
+            |o| Some(o.charged),
+        ),
+        (
+            "vgpu_owner_purgeable_bytes",
+            "gauge",
+            "Bytes of DONTNEED objects.",
+            |o| Some(o.purgeable),
+        ),
+        (
+            "vgpu_owner_pinned_bytes",
+            "gauge",
+            "Bytes of pinned objects.",
+            |o| Some(o.pinned),
+        ),
+        (
+            "vgpu_owner_quota_bytes",
+            "gauge",
+            "Quota (absent when unlimited).",
+            |o| o.quota,
+        ),
+        (
+            "vgpu_owner_soft_limit_bytes",
+            "gauge",
+            "Soft limit (absent when unset).",
+            |o| o.soft_limit,
+        ),
+        (
+            "vgpu_owner_purged_objects_total",
+            "counter",
+            "Objects purged.",
+            |o| Some(o.purged_objects),
+        ),
+        (
+            "vgpu_owner_purged_bytes_total",
+            "counter",
+            "Bytes released by purges.",
+            |o| Some(o.purged_bytes),
+        ),
+        (
+            "vgpu_owner_written_back_bytes_total",
+            "counter",
+            "Bytes released by writeback.",
+            |o| Some(o.written_back_bytes),
+        ),
+    ];
+    for (name, kind, help, get) in owners {
+        f.header(name, kind, help);
+        for o in &s.owners {
+            if let Some(v) = get(o) {
+                f.sample(name, &[("owner", &o.path)], v);
+            }
+        }
+    }
+    f.header(
+        "vgpu_owner_resident_bytes",
+        "gauge",
+        "Bytes of the owner's objects resident per region.",
+    );
+    for o in &s.owners {
+        for (region, v) in &o.resident {
+            f.sample(
+                "vgpu_owner_resident_bytes",
+                &[("owner", &o.path), ("region", region)],
+                *v,
+            );
+        }
+    }
+
+    let p = &s.pressure;
+    f.header(
+        "vgpu_pressure_events_total",
+        "counter",
+        "Memory-pressure events seen by the monitor.",
+    );
+    f.sample(
+        "vgpu_pressure_events_total",
+        &[("source", &p.source)],
+        p.events,
+    );
+    f.header(
+        "vgpu_pressure_streak",
+        "gauge",
+        "Consecutive windows with memory pressure.",
+    );
+    f.sample("vgpu_pressure_streak", &[], u64::from(p.streak));
+    f.header(
+        "vgpu_shrinks_total",
+        "counter",
+        "Shrinks, by what asked for them.",
+    );
+    for (trigger, n) in &p.shrinks {
+        f.sample("vgpu_shrinks_total", &[("trigger", trigger)], *n);
+    }
+    f.header(
+        "vgpu_shrink_freed_bytes_total",
+        "counter",
+        "Bytes released by all shrinks.",
+    );
+    f.sample("vgpu_shrink_freed_bytes_total", &[], p.freed_bytes);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::protocol::{OwnerRow, PressureReply, RegionRow};
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+    }
+
+    #[test]
+    fn every_sample_line_is_well_formed() {
+        let s = StatsReply {
+            driver: "emulated".into(),
+            uptime_s: 5,
+            objects: 2,
+            regions: vec![RegionRow {
+                name: "system".into(),
+                class: "system".into(),
+                emulated: false,
+                capacity: None,
+                used: 8192,
+                resident: 8192,
+                purgeable: 4096,
+            }],
+            owners: vec![OwnerRow {
+                id: 1,
+                path: "vm1/ctx1:\"odd\"".into(),
+                objects: 2,
+                charged: 8192,
+                resident: [("system".to_string(), 8192)].into(),
+                purgeable: 4096,
+                pinned: 0,
+                purged_objects: 1,
+                purged_bytes: 4096,
+                written_back_bytes: 0,
+                quota: Some(1 << 30),
+                soft_limit: None,
+            }],
+            pressure: PressureReply::default(),
+        };
+        let text = render(&s);
+        assert!(text.contains("vgpu_owner_purgeable_bytes{owner=\"vm1/ctx1:\\\"odd\\\"\"} 4096"));
+        assert!(
+            !text.contains("vgpu_region_capacity_bytes{"),
+            "no capacity sample for system"
+        );
+        assert!(
+            !text.contains("vgpu_owner_soft_limit_bytes{"),
+            "no soft-limit sample when unset"
+        );
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(
+                    line.starts_with("# HELP vgpu_") || line.starts_with("# TYPE vgpu_"),
+                    "{line}"
+                );
+                continue;
+            }
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+            let metric = name.split('{').next().unwrap();
+            assert!(
+                metric
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{line}"
+            );
+            assert!(
+                text.contains(&format!("# TYPE {metric} ")),
+                "{line} has a TYPE"
+            );
+        }
+    }
+}

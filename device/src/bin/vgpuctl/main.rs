@@ -1,0 +1,385 @@
+//! `vgpuctl`: the vgpu admin CLI. Talks to the daemon's admin socket; see
+//! `vgpuctl --help`.
+
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vgpu_device::admin::protocol::{
+    EvictReply, LimitValue, ListReply, MetricsReply, PressureReply, SetLimitReply, ShrinkRow,
+    StatsReply,
+};
+use vgpu_device::admin::{AdminClient, ClientError, Request};
+use vgpu_device::cli::parse_size;
+
+use table::{bytes, limit, Table};
+
+/// Inspect and control a running vgpu daemon through its admin socket.
+#[derive(Debug, Parser)]
+#[command(name = "vgpuctl", version, about, long_about = None)]
+struct Args {
+    /// The daemon's admin socket.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VGPU_ADMIN_SOCKET",
+        default_value = "/tmp/vgpu.sock.admin"
+    )]
+    socket: PathBuf,
+
+    /// Print the daemon's JSON reply instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Memory per region and per VM/context, and the pressure monitor.
+    Stats,
+    /// Buffer objects.
+    List {
+        /// Only this owner (vm1, vm1/ctx2:name, owner7) and its descendants.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only objects in this state.
+        #[arg(long, value_parser = ["willneed", "dontneed", "purged"])]
+        state: Option<String>,
+        /// Most objects to show.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Purge every DONTNEED object now.
+    Purge {
+        /// Only this owner's.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Release SIZE bytes: purge DONTNEED objects, then write back idle ones.
+    Shrink {
+        /// Bytes (e.g. 512M).
+        #[arg(value_parser = parse_size)]
+        size: u64,
+        /// How hard to push in-use buffers out.
+        #[arg(long, default_value = "lazy", value_parser = ["lazy", "writeback"])]
+        mode: String,
+        /// Only this owner's.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Move device-resident buffers to system memory.
+    Evict {
+        /// Only this region (default: every device region).
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Set a VM's quota and/or soft limit (SIZE or "none").
+    SetLimit {
+        /// The VM (vm1) or context.
+        owner: String,
+        /// Hard cap: allocations beyond it fail.
+        #[arg(long, value_parser = parse_limit)]
+        quota: Option<LimitValue>,
+        /// Above it the VM is shrunk back without waiting for host pressure.
+        #[arg(long, value_parser = parse_limit)]
+        soft_limit: Option<LimitValue>,
+    },
+    /// Show the pressure monitor; change its trigger or feed it an event.
+    Pressure {
+        /// New PSI trigger, "some|full STALL_US WINDOW_US".
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Act as if the source had fired once.
+        #[arg(long)]
+        inject: bool,
+    },
+    /// Prometheus text exposition.
+    Metrics,
+}
+
+fn parse_limit(s: &str) -> Result<LimitValue, String> {
+    if s == "none" {
+        return Ok(LimitValue::Keyword("none".into()));
+    }
+    parse_size(s).map(LimitValue::Bytes)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vgpuctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn request(args: &Args) -> Request {
+    match &args.command {
+        Command::Stats => Request::Stats {},
+        Command::List {
+            owner,
+            state,
+            limit,
+        } => Request::List {
+            owner: owner.clone(),
+            state: state.clone(),
+            limit: Some(*limit),
+        },
+        Command::Purge { owner } => Request::Purge {
+            owner: owner.clone(),
+        },
+        Command::Shrink { size, mode, owner } => Request::Shrink {
+            bytes: *size,
+            mode: Some(mode.clone()),
+            owner: owner.clone(),
+        },
+        Command::Evict { region } => Request::Evict {
+            region: region.clone(),
+        },
+        Command::SetLimit {
+            owner,
+            quota,
+            soft_limit,
+        } => Request::SetLimit {
+            owner: owner.clone(),
+            quota: quota.clone(),
+            soft_limit: soft_limit.clone(),
+        },
+        Command::Pressure { trigger, inject } => Request::Pressure {
+            trigger: trigger.clone(),
+            inject: *inject,
+        },
+        Command::Metrics => Request::Metrics {},
+    }
+}
+
+fn run(args: &Args) -> Result<String, ClientError> {
+    if let Command::SetLimit {
+        quota: None,
+        soft_limit: None,
+        ..
+    } = &args.command
+    {
+        return Err(ClientError::Refused(
+            "set-limit needs --quota, --soft-limit or both".into(),
+        ));
+    }
+    let mut client = AdminClient::connect(&args.socket)?;
+    let value = client.request(&request(args))?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&value)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        text.push('\n');
+        return Ok(text);
+    }
+    Ok(match &args.command {
+        Command::Stats => show_stats(&decode(value)?),
+        Command::List { .. } => show_list(&decode(value)?),
+        Command::Purge { .. } | Command::Shrink { .. } => show_shrink(&decode(value)?),
+        Command::Evict { .. } => {
+            let r: EvictReply = decode(value)?;
+            format!(
+                "moved {} objects ({}) from {} to system memory; {} left in place\n",
+                r.moved_objects,
+                bytes(r.moved_bytes),
+                if r.regions.is_empty() {
+                    "no device region".to_string()
+                } else {
+                    r.regions.join(", ")
+                },
+                r.skipped
+            )
+        }
+        Command::SetLimit { .. } => {
+            let r: SetLimitReply = decode(value)?;
+            format!(
+                "{}: quota {}, soft limit {}\n",
+                r.owner,
+                limit(r.quota),
+                limit(r.soft_limit)
+            )
+        }
+        Command::Pressure { .. } => show_pressure(&decode(value)?),
+        Command::Metrics => {
+            let r: MetricsReply = decode(value)?;
+            r.text
+        }
+    })
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+fn show_stats(s: &StatsReply) -> String {
+    let mut out = format!(
+        "driver {}, up {} s, {} objects\n\nREGIONS\n",
+        s.driver, s.uptime_s, s.objects
+    );
+    let mut t = Table::new(&[
+        "region",
+        "class",
+        "capacity",
+        "used",
+        "resident",
+        "purgeable",
+    ]);
+    for r in &s.regions {
+        let class = if r.emulated {
+            format!("{} (emulated)", r.class)
+        } else {
+            r.class.clone()
+        };
+        t.row(vec![
+            r.name.clone(),
+            class,
+            limit(r.capacity),
+            bytes(r.used),
+            bytes(r.resident),
+            bytes(r.purgeable),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push_str("\nOWNERS\n");
+    let regions: Vec<&str> = s.regions.iter().map(|r| r.name.as_str()).collect();
+    let mut header = vec!["owner", "objects", "charged"];
+    header.extend(regions.iter().copied());
+    header.extend([
+        "purgeable",
+        "pinned",
+        "purged",
+        "written-back",
+        "quota",
+        "soft-limit",
+    ]);
+    let mut t = Table::new(&header);
+    for o in &s.owners {
+        let mut row = vec![o.path.clone(), o.objects.to_string(), bytes(o.charged)];
+        row.extend(
+            regions
+                .iter()
+                .map(|r| bytes(o.resident.get(*r).copied().unwrap_or(0))),
+        );
+        row.extend([
+            bytes(o.purgeable),
+            bytes(o.pinned),
+            bytes(o.purged_bytes),
+            bytes(o.written_back_bytes),
+            limit(o.quota),
+            limit(o.soft_limit),
+        ]);
+        t.row(row);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
+    out.push_str(&show_pressure(&s.pressure));
+    out
+}
+
+fn show_pressure(p: &PressureReply) -> String {
+    let mut out = format!("PRESSURE\nsource {}", p.source);
+    if !p.path.is_empty() {
+        out.push_str(&format!(" on {} ({})", p.path, p.trigger));
+    }
+    out.push_str(&format!(
+        "\nevents {}, streak {}, freed {} by {} shrinks\n",
+        p.events,
+        p.streak,
+        bytes(p.freed_bytes),
+        p.shrinks.values().sum::<u64>()
+    ));
+    for n in &p.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    if !p.recent.is_empty() {
+        out.push_str("\nRECENT SHRINKS\n");
+        let mut t = Table::new(&[
+            "trigger",
+            "mode",
+            "target",
+            "purged",
+            "written-back",
+            "scanned",
+            "skipped",
+            "time",
+        ]);
+        for r in p.recent.iter().rev().take(10) {
+            t.row(vec![
+                r.trigger.clone(),
+                r.mode.clone(),
+                if r.target == u64::MAX {
+                    "all".into()
+                } else {
+                    bytes(r.target)
+                },
+                bytes(r.purged_bytes),
+                bytes(r.written_back_bytes),
+                r.scanned.to_string(),
+                r.skipped.to_string(),
+                format!("{} us", r.duration_us),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    out
+}
+
+fn show_shrink(r: &ShrinkRow) -> String {
+    format!(
+        "freed {} ({} purged from {} objects, {} written back); scanned {}, skipped {} in {} us\n",
+        bytes(r.purged_bytes + r.written_back_bytes),
+        bytes(r.purged_bytes),
+        r.purged_objects,
+        bytes(r.written_back_bytes),
+        r.scanned,
+        r.skipped,
+        r.duration_us
+    )
+}
+
+fn show_list(l: &ListReply) -> String {
+    let mut t = Table::new(&[
+        "id",
+        "owner",
+        "size",
+        "placement",
+        "region",
+        "state",
+        "pinned",
+        "busy",
+        "swapped",
+        "age",
+    ]);
+    for o in &l.objects {
+        t.row(vec![
+            o.id.clone(),
+            o.owner.clone(),
+            bytes(o.size),
+            o.placement.join(","),
+            o.region.clone().unwrap_or_else(|| "-".into()),
+            o.state.clone(),
+            o.pinned.to_string(),
+            yes(o.busy),
+            yes(o.swapped),
+            format!("{}s", o.age_s),
+        ]);
+    }
+    let mut out = t.render();
+    if l.left_off > 0 {
+        out.push_str(&format!("({} more not shown; use --limit)\n", l.left_off));
+    }
+    out
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}

@@ -1,0 +1,94 @@
+//! The whole daemon put together: the buffer manager, the pressure
+//! monitor, the admin socket and the connection loop. The binary and the
+//! test harness both start it this way.
+//!
+//! Owns: the start-up order (buffer manager, monitor, admin socket, then
+//! VMM connections) and the shut-down order (the reverse, on drop).
+
+use std::path::{Path, PathBuf};
+
+use vgpu_backend::pressure::{MonitorConfig, MonitorHandle, PressureMonitor};
+use vgpu_backend::BufferManager;
+
+use crate::admin::{bind_private, AdminHandler, AdminServer};
+use crate::config::DeviceConfig;
+use crate::daemon::Daemon;
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceConfig {
+    /// The device.
+    pub device: DeviceConfig,
+    /// The pressure monitor.
+    pub monitor: MonitorConfig,
+    /// The admin socket, if any.
+    pub admin_socket: Option<PathBuf>,
+}
+
+/// A running daemon, minus its connection loop (see [`Service::daemon`]).
+pub struct Service {
+    daemon: Daemon,
+    monitor: PressureMonitor,
+    admin: Option<AdminServer>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("admin", &self.admin_socket())
+            .finish()
+    }
+}
+
+impl Service {
+    /// Sets up the buffer manager on the emulated device, starts the
+    /// monitor and opens the admin socket.
+    pub fn start(cfg: ServiceConfig) -> Result<Self, String> {
+        let bm = BufferManager::emulated(cfg.device.device_memory)
+            .map_err(|e| format!("setting up the buffer manager: {e}"))?;
+        Self::start_with(cfg, bm)
+    }
+
+    /// As [`Self::start`], over a given buffer manager.
+    pub fn start_with(cfg: ServiceConfig, bm: BufferManager) -> Result<Self, String> {
+        let monitor = PressureMonitor::start(bm.clone(), cfg.monitor)
+            .map_err(|e| format!("starting the pressure monitor: {e}"))?;
+        let admin = match &cfg.admin_socket {
+            Some(path) => {
+                let listener = bind_private(path)
+                    .map_err(|e| format!("admin socket {}: {e}", path.display()))?;
+                let handler = AdminHandler::new(bm.clone(), monitor.handle());
+                let server = AdminServer::start(listener, handler, Some(path.clone()))
+                    .map_err(|e| format!("admin socket {}: {e}", path.display()))?;
+                log::info!("admin socket at {} (vgpuctl --socket {0})", path.display());
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Self {
+            daemon: Daemon::new(cfg.device, bm),
+            monitor,
+            admin,
+        })
+    }
+
+    /// The connection loop.
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    /// The buffer manager.
+    pub fn buffer_manager(&self) -> &BufferManager {
+        self.daemon.buffer_manager()
+    }
+
+    /// The monitor's handle (inject events, shrink with a record).
+    pub fn monitor(&self) -> MonitorHandle {
+        self.monitor.handle()
+    }
+
+    /// The admin socket path, if one is open.
+    pub fn admin_socket(&self) -> Option<&Path> {
+        self.admin.as_ref().and_then(AdminServer::path)
+    }
+}

@@ -35,7 +35,7 @@ SRC
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq -o Dir::Etc::sourcelist=- -o Dir::Etc::sourceparts=/etc/apt/sources.list.d >/dev/null 2>&1 || apt-get update -qq
+apt-get update -qq
 bp="${codename}-backports"
 apt-get install -y -qq --no-install-recommends \
     "qemu-system-x86/${bp}" "qemu-system-gui/${bp}" "qemu-system-common/${bp}" \

@@ -100,6 +100,12 @@ impl RunningBackend {
     /// Any backend program; `{sock}` in `cmdline` becomes the socket path.
     /// Waits (bounded) for the socket to appear.
     pub fn command(cmdline: &str) -> io::Result<Self> {
+        Self::command_with(cmdline, &[])
+    }
+
+    /// As [`Self::command`], with `extra` arguments appended verbatim (for
+    /// arguments that contain spaces).
+    pub fn command_with(cmdline: &str, extra: &[&str]) -> io::Result<Self> {
         let dir = socket_dir()?;
         let sock = dir.join("backend.sock");
         let line = cmdline.replace("{sock}", &sock.to_string_lossy());
@@ -109,6 +115,7 @@ impl RunningBackend {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty backend command"))?;
         let child = Command::new(program)
             .args(words)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;
@@ -183,6 +190,11 @@ impl RunningBackend {
             Ok(Err(e)) => Err(io::Error::other(e)),
             Err(_) => Err(io::Error::other("daemon thread panicked")),
         }
+    }
+
+    /// The backend program's process id (`None` in process).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the backend program is still running.

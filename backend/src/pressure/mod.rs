@@ -103,7 +103,7 @@ impl Default for MonitorConfig {
 /// One shrink, as the admin socket shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShrinkRecord {
-    /// When, in milliseconds since the Unix epoch.
+    /// When it started, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
     /// What asked for it (`psi`, `cgroup`, `systemd`, `meminfo`,
     /// `injected`, `admin`, `soft-limit:<owner>`, …).
@@ -204,13 +204,14 @@ impl MonitorHandle {
 
     /// Shrinks, records and logs it; returns the record.
     pub fn shrink(&self, trigger: &str, request: &ShrinkRequest) -> ShrinkRecord {
+        let started = SystemTime::now();
         let report = self.bm.shrink(request);
         let skipped = report.skipped_pinned
             + report.skipped_busy
             + report.skipped_contended
             + report.skipped_other;
         let record = ShrinkRecord {
-            at_unix_ms: SystemTime::now()
+            at_unix_ms: started
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             trigger: trigger.to_string(),

@@ -241,7 +241,7 @@ pub struct PressureReply {
 /// One shrink (also the reply to `purge` and `shrink`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShrinkRow {
-    /// Milliseconds since the Unix epoch.
+    /// When it started, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
     /// What asked for it.
     pub trigger: String,

@@ -212,22 +212,30 @@ fn vgpuctl_json(admin: &std::path::Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-#[test]
-fn the_admin_socket_sits_beside_the_vhost_user_socket_and_is_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let sock = tmp_sock("admin");
+/// Starts the daemon on a fresh socket `name` with `args` and `env`; waits
+/// for its admin socket unless `--no-admin-socket` is among the args.
+/// Returns the child, the vhost-user socket and the admin socket.
+fn daemon(name: &str, args: &[&str], env: &[(&str, String)]) -> (Child, PathBuf, PathBuf) {
+    let sock = tmp_sock(name);
     let admin = PathBuf::from(format!("{}.admin", sock.display()));
-    let mut child = Command::new(BIN)
-        .args([
-            "--socket-path",
-            sock.to_str().unwrap(),
-            "--pressure-source",
-            "meminfo",
-        ])
+    let _ = std::fs::remove_file(&admin);
+    let child = Command::new(BIN)
+        .args(["--socket-path", sock.to_str().unwrap()])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(&admin);
+    if !args.contains(&"--no-admin-socket") {
+        wait_for(&admin);
+    }
+    (child, sock, admin)
+}
+
+#[test]
+fn the_admin_socket_sits_beside_the_vhost_user_socket_and_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut child, sock, admin) = daemon("admin", &["--pressure-source", "meminfo"], &[]);
     let mode = std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let stats = vgpuctl_json(&admin, &["stats"]);
@@ -266,19 +274,11 @@ fn the_admin_socket_sits_beside_the_vhost_user_socket_and_is_private() {
     child.kill().unwrap();
     child.wait().unwrap();
     // --no-admin-socket: none.
-    let sock = tmp_sock("noadmin");
-    let admin = PathBuf::from(format!("{}.admin", sock.display()));
-    let _ = std::fs::remove_file(&admin);
-    let mut child = Command::new(BIN)
-        .args([
-            "--socket-path",
-            sock.to_str().unwrap(),
-            "--no-admin-socket",
-            "--exit-on-disconnect",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, sock, admin) = daemon(
+        "noadmin",
+        &["--no-admin-socket", "--exit-on-disconnect"],
+        &[],
+    );
     drop(connect(&sock));
     wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
     assert!(!admin.exists());
@@ -291,20 +291,18 @@ fn systemd_memory_pressure_variables_choose_the_source() {
         eprintln!("skipped: no PSI in this kernel");
         return;
     }
-    let sock = tmp_sock("systemd");
-    let admin = PathBuf::from(format!("{}.admin", sock.display()));
     let trigger = "some 100000 2000000";
-    let mut child = Command::new(BIN)
-        .args(["--socket-path", sock.to_str().unwrap()])
-        .env("MEMORY_PRESSURE_WATCH", "/proc/pressure/memory")
-        .env(
-            "MEMORY_PRESSURE_WRITE",
-            base64::engine::general_purpose::STANDARD.encode(format!("{trigger}\0")),
-        )
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&admin);
+    let (mut child, _, admin) = daemon(
+        "systemd",
+        &[],
+        &[
+            ("MEMORY_PRESSURE_WATCH", "/proc/pressure/memory".into()),
+            (
+                "MEMORY_PRESSURE_WRITE",
+                base64::engine::general_purpose::STANDARD.encode(format!("{trigger}\0")),
+            ),
+        ],
+    );
     let p = vgpuctl_json(&admin, &["pressure"]);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -332,21 +330,16 @@ fn a_refused_psi_trigger_is_explained_and_the_daemon_falls_back() {
     );
     // A 1 s window is accepted by the kernel only with CAP_SYS_RESOURCE;
     // either way the daemon runs and says what it watches.
-    let sock = tmp_sock("refused");
-    let admin = PathBuf::from(format!("{}.admin", sock.display()));
-    let mut child = Command::new(BIN)
-        .args([
-            "--socket-path",
-            sock.to_str().unwrap(),
+    let (mut child, _, admin) = daemon(
+        "refused",
+        &[
             "--pressure-source",
             "psi",
             "--pressure-trigger",
             "some 150000 1000000",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&admin);
+        ],
+        &[],
+    );
     let p = vgpuctl_json(&admin, &["pressure"]);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -15,6 +15,9 @@
 //! ```
 //!
 //! The reply is `{"ok":true,"reply":{…}}` or `{"ok":false,"error":"…"}`.
+//! The reply types mirror the buffer manager's stats types on purpose: they
+//! are the wire format, changed only with the protocol, and they keep the
+//! backend crate free of serde.
 //! Owners are named by path (`vm1`, `vm1/ctx2:mesa`), by bare name when
 //! unique, by id (`owner7` or `7`), or `host` for the root.
 

@@ -41,7 +41,14 @@
 //! `madvise(object, WILLNEED | DONTNEED)` answers `retained`. DONTNEED
 //! objects are first in line for purging. A purged object is dead, as in
 //! i915: WILLNEED answers `retained = false` and every later access or
-//! mapping fails with [`BoError::Purged`]. Pinned objects are never purged.
+//! mapping fails with [`BoError::Purged`]. Pinned objects are not purged,
+//! with one exception the kernel's i915 and msm drivers also make: an
+//! object pinned only by guest mappings ([`PinReason::Mapped`]) whose bytes
+//! are in system memory is purged like any other — its memfd is its own,
+//! so the punched pages are freed and the guest's mapping stays valid,
+//! reading zeros. The Linux guest maps every MAPPABLE blob for its whole
+//! life, so this is what lets such blobs be purged at all. Scanout and
+//! export pins, and device-pool objects, are never purged.
 //!
 //! ## Shrinker order
 //!

@@ -380,8 +380,10 @@ impl BufferManager {
         Ok(true)
     }
 
-    /// Pins the object where it is (populating it first): it will neither
-    /// move nor be purged until unpinned. Returns where its bytes are.
+    /// Pins the object where it is (populating it first): it will not move
+    /// until unpinned, nor be purged — except a DONTNEED object whose only
+    /// pins are guest mappings, in system memory (see the crate docs).
+    /// Returns where its bytes are.
     pub fn pin(&self, id: ObjectId, reason: PinReason) -> BoResult<MapTarget> {
         let obj = self.inner.get(id)?;
         let mut st = obj.lock();
@@ -408,21 +410,31 @@ impl BufferManager {
         };
         let before = st.charge();
         st.pin_count = st.pin_count.saturating_add(1);
+        if reason == PinReason::Mapped {
+            st.map_pins = st.map_pins.saturating_add(1);
+        }
         st.swapped = false;
         self.inner.commit(&obj, &st, before);
         log::trace!("pinned {id} ({reason:?}) in {region_id}");
         Ok(target)
     }
 
-    /// Drops one pin.
-    pub fn unpin(&self, id: ObjectId) -> BoResult<()> {
+    /// Drops one pin taken for `reason`.
+    pub fn unpin(&self, id: ObjectId, reason: PinReason) -> BoResult<()> {
         let obj = self.inner.get(id)?;
         let mut st = obj.lock();
-        if st.pin_count == 0 {
+        let held = match reason {
+            PinReason::Mapped => st.map_pins,
+            _ => st.hard_pins(),
+        };
+        if held == 0 {
             return Err(BoError::NotPinned(id));
         }
         let before = st.charge();
         st.pin_count -= 1;
+        if reason == PinReason::Mapped {
+            st.map_pins -= 1;
+        }
         self.inner.commit(&obj, &st, before);
         Ok(())
     }
@@ -544,6 +556,7 @@ impl Inner {
         }
         st.dead = true;
         st.pin_count = 0;
+        st.map_pins = 0;
         st.busy = None;
         self.commit(obj, &st, before);
         self.registry().remove(obj.id);

@@ -37,8 +37,11 @@ pub(crate) struct ObjectState {
     pub backing: Option<(RegionId, Backing)>,
     /// Guest advice.
     pub madv: Madv,
-    /// Pins (mapped, scanout, exported); pinned objects never move or purge.
+    /// Pins (mapped, scanout, exported); pinned objects never move, and
+    /// purge only as [`ObjectState::purgeable_while_pinned`] allows.
     pub pin_count: u32,
+    /// How many of the pins are guest mappings ([`PinReason::Mapped`]).
+    pub map_pins: u32,
     /// The last submission using the object.
     pub busy: Option<Fence>,
     /// Released to the kernel by the shrinker (MADV_COLD / MADV_PAGEOUT).
@@ -58,6 +61,7 @@ impl ObjectState {
             backing: None,
             madv: Madv::WillNeed,
             pin_count: 0,
+            map_pins: 0,
             busy: None,
             swapped: false,
             dirty: false,
@@ -76,9 +80,31 @@ impl ObjectState {
         self.busy.as_ref().is_some_and(|f| !f.is_signaled())
     }
 
+    /// Whether a DONTNEED object may be purged although pinned: when every
+    /// pin is a guest mapping and its bytes are in system memory. Its file
+    /// is its own, so punching it frees the pages while the guest's mapping
+    /// stays valid (reading zeros), as the kernel's i915 and msm purge
+    /// mapped objects. The Linux guest maps every MAPPABLE blob from
+    /// creation to destruction, so without this no such blob could ever be
+    /// purged. Device-pool ranges are never purged while mapped: the range
+    /// could be handed to another object under the guest's mapping.
+    pub fn purgeable_while_pinned(&self) -> bool {
+        self.pin_count == self.map_pins && self.region() == Some(RegionId::SYSTEM)
+    }
+
+    /// Pins that are not guest mappings.
+    pub fn hard_pins(&self) -> u32 {
+        self.pin_count - self.map_pins
+    }
+
     /// The LRU list the object belongs on, from its state alone.
     pub fn list_key(&self, owner: u32) -> ListKey {
-        match (&self.backing, self.dead, self.pin_count) {
+        let pins = match self.pin_count {
+            0 => 0,
+            _ if self.madv == Madv::DontNeed && self.purgeable_while_pinned() => 0,
+            n => n,
+        };
+        match (&self.backing, self.dead, pins) {
             (Some((region, _)), false, 0) => match self.madv {
                 Madv::DontNeed => ListKey::Purgeable {
                     owner,

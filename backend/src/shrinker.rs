@@ -315,7 +315,7 @@ impl Inner {
         if st.dead || st.madv != Madv::DontNeed || st.backing.is_none() {
             return VictimOutcome::Skipped(SkipReason::Changed);
         }
-        if st.pin_count > 0 {
+        if st.pin_count > 0 && !st.purgeable_while_pinned() {
             return VictimOutcome::Skipped(SkipReason::Pinned);
         }
         if st.is_busy() {

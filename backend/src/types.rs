@@ -241,7 +241,8 @@ impl fmt::Debug for Placement {
     }
 }
 
-/// Why an object is pinned (it can then be neither moved nor purged).
+/// Why an object is pinned: it cannot move, and only guest mappings of
+/// system-memory objects still let it be purged (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PinReason {
     /// Mapped into the guest's host-visible region.
@@ -250,6 +251,8 @@ pub enum PinReason {
     Scanout,
     /// Exported to another device or process.
     Exported,
+    /// Read and written by the daemon itself (a context's response blob).
+    Host,
 }
 
 /// How hard the shrinker pushes WILLNEED objects out (the seed's

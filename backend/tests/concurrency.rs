@@ -130,7 +130,8 @@ fn device_thread(
                 let pick = rng.below(objs.len() as u64) as usize;
                 let m = &mut objs[pick];
                 if m.pinned {
-                    bm.unpin(m.id).map_err(|e| e.to_string())?;
+                    bm.unpin(m.id, PinReason::Mapped)
+                        .map_err(|e| e.to_string())?;
                     m.pinned = false;
                 } else {
                     match bm.pin(m.id, PinReason::Mapped) {

@@ -8,7 +8,8 @@
 //! * a WILLNEED object's bytes never change except by writes;
 //! * a DONTNEED object is either intact or purged (and then WILLNEED says
 //!   `retained = false`), never silently corrupt;
-//! * only unpinned, idle DONTNEED objects are ever purged;
+//! * only idle DONTNEED objects are ever purged, and only unpinned ones or
+//!   ones pinned solely by guest mappings of system memory;
 //! * pinned objects never move;
 //! * every counter equals the sum over the objects, and quotas hold.
 
@@ -49,9 +50,11 @@ enum Op {
     },
     Pin {
         obj: Index,
+        mapped: bool,
     },
     Unpin {
         obj: Index,
+        mapped: bool,
     },
     Busy {
         obj: Index,
@@ -89,8 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => obj().prop_map(|obj| Op::Read { obj }),
         2 => (obj(), 0..4u8).prop_map(|(obj, placement)| Op::Validate { obj, placement }),
         3 => (obj(), any::<bool>()).prop_map(|(obj, dontneed)| Op::Madvise { obj, dontneed }),
-        1 => obj().prop_map(|obj| Op::Pin { obj }),
-        1 => obj().prop_map(|obj| Op::Unpin { obj }),
+        1 => (obj(), any::<bool>()).prop_map(|(obj, mapped)| Op::Pin { obj, mapped }),
+        1 => (obj(), any::<bool>()).prop_map(|(obj, mapped)| Op::Unpin { obj, mapped }),
         1 => obj().prop_map(|obj| Op::Busy { obj }),
         1 => obj().prop_map(|obj| Op::Idle { obj }),
         2 => (any::<bool>(), 0..12u64, proptest::option::of(0..3usize))
@@ -124,12 +127,25 @@ struct ModelObject {
     data: Vec<u8>,
     madv: Madv,
     purged: bool,
-    pins: u32,
+    /// Guest-mapping pins.
+    map_pins: u32,
+    /// Scanout pins.
+    hard_pins: u32,
     pinned_region: Option<RegionId>,
     fence: Option<Fence>,
 }
 
 impl ModelObject {
+    fn pins(&self) -> u32 {
+        self.map_pins + self.hard_pins
+    }
+
+    /// Whether its pins allow a purge: none, or only guest mappings of a
+    /// system-memory object.
+    fn pins_allow_purge(&self) -> bool {
+        self.hard_pins == 0 && (self.map_pins == 0 || self.pinned_region == Some(RegionId::SYSTEM))
+    }
+
     fn busy(&self) -> bool {
         self.fence.as_ref().is_some_and(|f| !f.is_signaled())
     }
@@ -171,7 +187,7 @@ impl Harness {
             }
             BoError::QuotaExceeded { .. } | BoError::NoSpace { .. } => Ok(()),
             BoError::Pinned(_) => {
-                prop_assert!(m.pins > 0, "{} reported pinned, model says no", m.id);
+                prop_assert!(m.pins() > 0, "{} reported pinned, model says no", m.id);
                 Ok(())
             }
             other => Err(TestCaseError::fail(format!(
@@ -203,7 +219,8 @@ impl Harness {
                     data: vec![0; (*pages * PAGE) as usize],
                     madv: Madv::WillNeed,
                     purged: false,
-                    pins: 0,
+                    map_pins: 0,
+                    hard_pins: 0,
                     pinned_region: None,
                     fence: None,
                 });
@@ -268,33 +285,52 @@ impl Harness {
                     self.objects[i].madv = madv;
                 }
             }
-            Op::Pin { obj } => {
+            Op::Pin { obj, mapped } => {
                 let Some(i) = self.pick(obj) else {
                     return Ok(());
                 };
-                match self.bm.pin(self.objects[i].id, PinReason::Mapped) {
+                let reason = if *mapped {
+                    PinReason::Mapped
+                } else {
+                    PinReason::Scanout
+                };
+                match self.bm.pin(self.objects[i].id, reason) {
                     Ok(t) => {
                         let m = &mut self.objects[i];
                         prop_assert!(!m.purged);
-                        if m.pins == 0 {
+                        if m.pins() == 0 {
                             m.pinned_region = Some(t.region);
                         }
                         prop_assert_eq!(m.pinned_region, Some(t.region), "pins agree on where");
-                        m.pins += 1;
+                        if *mapped {
+                            m.map_pins += 1;
+                        } else {
+                            m.hard_pins += 1;
+                        }
                     }
                     Err(e) => self.allowed(&self.objects[i], &e)?,
                 }
             }
-            Op::Unpin { obj } => {
+            Op::Unpin { obj, mapped } => {
                 let Some(i) = self.pick(obj) else {
                     return Ok(());
                 };
-                let r = self.bm.unpin(self.objects[i].id);
+                let reason = if *mapped {
+                    PinReason::Mapped
+                } else {
+                    PinReason::Scanout
+                };
+                let r = self.bm.unpin(self.objects[i].id, reason);
                 let m = &mut self.objects[i];
-                if m.pins > 0 {
+                let held = if *mapped {
+                    &mut m.map_pins
+                } else {
+                    &mut m.hard_pins
+                };
+                if *held > 0 {
                     prop_assert!(r.is_ok(), "{:?}", r);
-                    m.pins -= 1;
-                    if m.pins == 0 {
+                    *held -= 1;
+                    if m.pins() == 0 {
                         m.pinned_region = None;
                     }
                 } else {
@@ -341,7 +377,8 @@ impl Harness {
             Op::Purge { owner } => {
                 self.bm.purge(owner.map(|o| self.owners[o]));
                 self.sync()?;
-                // Every idle, unpinned DONTNEED object of the scope is gone.
+                // Every idle DONTNEED object of the scope whose pins allow
+                // it is gone.
                 for m in &self.objects {
                     let in_scope = owner.is_none_or(|o| m.owner == o || (o == 0 && m.owner == 2));
                     let populated = self
@@ -349,7 +386,11 @@ impl Harness {
                         .object_info(m.id)
                         .map(|i| i.region.is_some())
                         .unwrap_or(false);
-                    if in_scope && m.madv == Madv::DontNeed && m.pins == 0 && !m.busy() && populated
+                    if in_scope
+                        && m.madv == Madv::DontNeed
+                        && m.pins_allow_purge()
+                        && !m.busy()
+                        && populated
                     {
                         prop_assert!(m.purged, "purge left {} behind", m.id);
                     }
@@ -411,7 +452,7 @@ impl Harness {
                 .map_err(|e| TestCaseError::fail(format!("{}: {e}", m.id)))?;
             if info.madv == Madv::Purged && !m.purged {
                 prop_assert_eq!(m.madv, Madv::DontNeed, "{} purged while WILLNEED", m.id);
-                prop_assert_eq!(m.pins, 0, "{} purged while pinned", m.id);
+                prop_assert!(m.pins_allow_purge(), "{} purged while pinned", m.id);
                 prop_assert!(!m.busy(), "{} purged while busy", m.id);
                 m.purged = true;
             }
@@ -419,10 +460,10 @@ impl Harness {
                 prop_assert_eq!(info.madv, Madv::Purged);
                 prop_assert_eq!(info.region, None, "a purged object holds no memory");
             }
-            if m.pins > 0 {
+            if m.pins() > 0 && !m.purged {
                 prop_assert_eq!(info.region, m.pinned_region, "{} moved while pinned", m.id);
             }
-            prop_assert_eq!(info.pinned, m.pins);
+            prop_assert_eq!(info.pinned, m.pins());
         }
         check_accounting(&self.bm);
         // A quota may be lowered below what an owner holds (like cgroup

@@ -203,8 +203,11 @@ fn pinned_and_busy_objects_are_never_evicted_and_placement_falls_back() {
         bm.validate(a, Some(Placement::system())),
         Err(BoError::Pinned(_))
     ));
-    bm.unpin(a).unwrap();
-    assert!(matches!(bm.unpin(a), Err(BoError::NotPinned(_))));
+    bm.unpin(a, PinReason::Mapped).unwrap();
+    assert!(matches!(
+        bm.unpin(a, PinReason::Mapped),
+        Err(BoError::NotPinned(_))
+    ));
     check_accounting(&bm);
 }
 
@@ -221,7 +224,7 @@ fn objects_in_their_fallback_move_back_when_room_appears() {
         .unwrap();
     fill(&bm, b, 0, 2 * PAGE, 9);
     assert_eq!(bm.object_info(b).unwrap().region, Some(RegionId::SYSTEM));
-    bm.unpin(a).unwrap();
+    bm.unpin(a, PinReason::Scanout).unwrap();
     bm.destroy(a).unwrap();
     // First pass of validate: the fallback place does not count, the
     // device has room now, no eviction needed.
@@ -574,4 +577,80 @@ fn rustix_pread(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8], offset: u64) {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::from(fd.try_clone_to_owned().unwrap());
     file.read_exact_at(buf, offset).unwrap();
+}
+
+/// The Linux guest keeps every MAPPABLE blob mapped for its whole life: a
+/// DONTNEED object pinned only by guest mappings of system memory is
+/// purged (the mapping stays valid and reads zeros); one in the device
+/// pool, or pinned for scanout, is not.
+#[test]
+fn guest_mapped_dontneed_objects_in_system_memory_are_purged() {
+    let bm = manager(16);
+    let vm = bm.create_owner("vm", None).unwrap();
+    let mapped = bm
+        .create(vm, 2 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    let in_pool = bm
+        .create(vm, 2 * PAGE, device_only(), Priority::NORMAL)
+        .unwrap();
+    let shown = bm
+        .create(vm, 2 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    for id in [mapped, in_pool, shown] {
+        fill(&bm, id, 0, 2 * PAGE, 7);
+    }
+    let target = bm.pin(mapped, PinReason::Mapped).unwrap();
+    bm.pin(in_pool, PinReason::Mapped).unwrap();
+    bm.pin(shown, PinReason::Mapped).unwrap();
+    bm.pin(shown, PinReason::Scanout).unwrap();
+    // The guest's view: a shared mapping of the fd the VMM was handed.
+    let len = target.len as usize;
+    // SAFETY: a fresh shared mapping of a file we hold, unmapped below.
+    let view = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            &target.fd,
+            target.offset,
+        )
+    }
+    .unwrap();
+    // SAFETY: `view` is a live mapping of `len` bytes.
+    let read = || unsafe { std::slice::from_raw_parts(view.cast::<u8>(), len) }.to_vec();
+    assert!(read().iter().all(|b| *b == 7));
+    for id in [mapped, in_pool, shown] {
+        bm.madvise(id, Madv::DontNeed).unwrap();
+    }
+    let report = bm.purge(None);
+    assert_eq!(report.purged_objects, 1);
+    assert_eq!(report.purged_bytes, 2 * PAGE, "the pages were really freed");
+    assert_eq!(bm.object_info(mapped).unwrap().madv, Madv::Purged);
+    assert_eq!(
+        bm.object_info(in_pool).unwrap().madv,
+        Madv::DontNeed,
+        "pool range stays"
+    );
+    assert_eq!(
+        bm.object_info(shown).unwrap().madv,
+        Madv::DontNeed,
+        "scanout pins hold"
+    );
+    assert!(
+        read().iter().all(|b| *b == 0),
+        "the guest mapping reads zeros"
+    );
+    assert!(
+        !bm.madvise(mapped, Madv::WillNeed).unwrap(),
+        "retained = false"
+    );
+    bm.unpin(mapped, PinReason::Mapped).unwrap();
+    assert!(matches!(
+        bm.pin(mapped, PinReason::Mapped),
+        Err(BoError::Purged(_))
+    ));
+    // SAFETY: unmapping the mapping made above; `read` is not used after.
+    unsafe { rustix::mm::munmap(view, len) }.unwrap();
+    check_accounting(&bm);
 }

@@ -432,7 +432,7 @@ impl VirtioGpu {
             r.scanouts &= !(1 << scanout);
             if r.scanouts == 0 {
                 if let Some(obj) = r.object() {
-                    let _ = self.bm.unpin(obj);
+                    let _ = self.bm.unpin(obj, PinReason::Scanout);
                 }
             }
         }
@@ -1069,7 +1069,7 @@ impl VirtioGpu {
                 )));
             }
             let object = bm.create(owner, size, Placement::system(), Priority::HIGHEST)?;
-            let installed = bm.pin(object, PinReason::Mapped).and_then(|_| {
+            let installed = bm.pin(object, PinReason::Host).and_then(|_| {
                 i915.install_shmem(
                     &bm,
                     crate::context::i915::Shmem {
@@ -1171,7 +1171,7 @@ impl VirtioGpu {
         let target = self.bm.pin(obj, PinReason::Mapped)?;
         use std::os::fd::AsFd;
         if let Err(e) = mapper.map(offset, target.fd.as_fd(), target.offset, len) {
-            let _ = self.bm.unpin(obj);
+            let _ = self.bm.unpin(obj, PinReason::Mapped);
             return Err(GpuError::Unspec(format!("SHMEM_MAP failed: {e}")));
         }
         Ok(target.caching)
@@ -1200,7 +1200,7 @@ impl VirtioGpu {
         self.hostmem.release(m.offset);
         if m.pinned {
             if let Some(obj) = obj {
-                let _ = self.bm.unpin(obj);
+                let _ = self.bm.unpin(obj, PinReason::Mapped);
             }
         }
         Ok(())

@@ -218,3 +218,57 @@ fn admin_clients_are_served_while_the_guest_is_busy() {
         Response::DisplayInfo(_)
     ));
 }
+
+/// What a Linux guest does: MAPPABLE blobs stay mapped from creation to
+/// destruction. A mapped DONTNEED blob in system memory is still purged;
+/// the guest's mapping then reads zeros, WILLNEED answers retained = 0 and
+/// unmapping works.
+#[test]
+fn blobs_the_guest_keeps_mapped_are_purged_too() {
+    let (b, mut vmm, mut nc) = setup();
+    let system = [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)];
+    let region = vmm.hostmem.clone().unwrap();
+    let at = |i: u32| MIB + u64::from(i) * SIZE;
+    for i in 1..=2u32 {
+        nc.gem_blob(&mut vmm, i, i, SIZE, &system).unwrap();
+        assert!(matches!(
+            vmm.command(&map_blob(i, at(i))).unwrap().1,
+            Response::MapInfo(_)
+        ));
+        region.write(at(i), &pattern(i)).unwrap();
+    }
+    let (_, p) = nc
+        .submit(&mut vmm, &[gem_madvise_resource(2, I915_MADV_DONTNEED)])
+        .unwrap();
+    assert_eq!(
+        nc.read::<GemMadviseRsp>(&vmm, &p[0])
+            .unwrap()
+            .retained
+            .get(),
+        1
+    );
+    let mut c = AdminClient::connect(b.admin_socket().unwrap()).unwrap();
+    let r: ShrinkRow = c.call(&Request::Purge { owner: None }).unwrap();
+    assert_eq!((r.purged_objects, r.purged_bytes), (1, SIZE));
+    let mut back = vec![1u8; SIZE as usize];
+    region.read(at(2), &mut back).unwrap();
+    assert!(
+        back.iter().all(|b| *b == 0),
+        "the purged blob's mapping reads zeros"
+    );
+    region.read(at(1), &mut back).unwrap();
+    assert!(back == pattern(1), "the WILLNEED blob is intact");
+    let (_, p) = nc
+        .submit(&mut vmm, &[gem_madvise_resource(2, I915_MADV_WILLNEED)])
+        .unwrap();
+    assert_eq!(
+        nc.read::<GemMadviseRsp>(&vmm, &p[0])
+            .unwrap()
+            .retained
+            .get(),
+        0
+    );
+    for i in 1..=2u32 {
+        ok(vmm.command(&unmap_blob(i)).unwrap().1).unwrap();
+    }
+}

@@ -11,6 +11,11 @@
 # Debian's package mirrors are used. Prints the kernel and initramfs paths.
 set -euo pipefail
 
+guest_program=""
+if [ "${1:-}" != "" ]; then
+    [ -f "$1" ] || { echo "build-guest-image: no guest program at $1" >&2; exit 1; }
+    guest_program=$(realpath "$1")
+fi
 cache="${VGPU_CACHE:-$HOME/.cache/vgpu}/guest"
 mkdir -p "$cache"
 cd "$cache"
@@ -19,9 +24,17 @@ log() { echo "build-guest-image: $*" >&2; }
 
 # 1. The kernel package (newest 6.12 amd64 the mirrors have), cached.
 if [ ! -f kernel.deb ]; then
-    pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64$' \
-        | awk '{print $1}' | sort -V | tail -1)
-    [ -n "$pkg" ] || { log "no linux-image-6.12.*-amd64 package in apt's lists (run apt-get update)"; exit 1; }
+    find_kernel() {
+        apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64$' \
+            | awk '{print $1}' | sort -V | tail -1
+    }
+    pkg=$(find_kernel)
+    if [ -z "$pkg" ] && [ "$(id -u)" -eq 0 ]; then
+        log "no linux-image-6.12 package in apt's lists: running apt-get update"
+        apt-get update -qq >/dev/null
+        pkg=$(find_kernel)
+    fi
+    [ -n "$pkg" ] || { log "no linux-image-6.12.*-amd64 package in apt's lists (run apt-get update as root)"; exit 1; }
     log "downloading $pkg"
     rm -rf dl && mkdir dl && (cd dl && apt-get download "$pkg" >/dev/null)
     mv dl/*.deb kernel.deb && rmdir dl
@@ -86,8 +99,8 @@ while read -r name path; do
 done <<< "$chain"
 log "module chain: $(tr '\n' ' ' < initramfs/modules.order)"
 
-if [ "${1:-}" != "" ]; then
-    cp "$1" initramfs/guest-test
+if [ -n "$guest_program" ]; then
+    cp "$guest_program" initramfs/guest-test
     chmod +x initramfs/guest-test
 fi
 

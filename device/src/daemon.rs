@@ -96,6 +96,9 @@ impl Daemon {
 
     /// Accepts and serves one connection, then frees what it held.
     pub fn serve_one(&self, listener: &mut Listener) -> Result<(), DaemonError> {
+        // The VM's account is made once a VMM is knocking, so that between
+        // VMs the admin socket shows none.
+        wait_for_connection(listener)?;
         let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let vm = self
             .bm
@@ -122,7 +125,6 @@ impl Daemon {
                 .register_timer(&handler)
                 .map_err(|e| DaemonError::Serve(format!("registering the fence timer: {e}")))?;
         }
-        log::info!("waiting for a VMM (connection {n})");
         daemon
             .start(listener)
             .map_err(|e| DaemonError::Serve(e.to_string()))?;
@@ -143,5 +145,25 @@ impl Daemon {
             Err(e) => log::warn!("connection {n}: teardown failed: {e}"),
         }
         Ok(())
+    }
+}
+
+/// Blocks until a VMM connects to `listener` (the next accept will not
+/// block).
+fn wait_for_connection(listener: &Listener) -> Result<(), DaemonError> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    log::info!("waiting for a VMM");
+    // SAFETY: the listener owns this fd and outlives the borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+    loop {
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) if !fds[0].revents().is_empty() => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(DaemonError::Serve(format!("waiting for a VMM: {e}"))),
+        }
     }
 }

@@ -349,3 +349,16 @@ fn a_refused_psi_trigger_is_explained_and_the_daemon_falls_back() {
         other => panic!("unexpected source {other}: {p}"),
     }
 }
+
+#[test]
+fn sigterm_removes_the_sockets_and_exits_cleanly() {
+    let (mut child, sock, admin) = daemon("term", &["--pressure-source", "none"], &[]);
+    // A VMM is connected meanwhile.
+    let f = connect(&sock);
+    f.set_owner().unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists() && !admin.exists(), "sockets removed");
+}

@@ -106,6 +106,21 @@ impl RunningBackend {
     /// As [`Self::command`], with `extra` arguments appended verbatim (for
     /// arguments that contain spaces).
     pub fn command_with(cmdline: &str, extra: &[&str]) -> io::Result<Self> {
+        Self::command_logged(cmdline, extra, None)
+    }
+
+    /// As [`Self::command_with`], with the program's standard error going
+    /// to `log` (appended) instead of this process's.
+    pub fn command_logged(cmdline: &str, extra: &[&str], log: Option<&Path>) -> io::Result<Self> {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+            None => Stdio::inherit(),
+        };
         let dir = socket_dir()?;
         let sock = dir.join("backend.sock");
         let line = cmdline.replace("{sock}", &sock.to_string_lossy());
@@ -118,6 +133,7 @@ impl RunningBackend {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()?;
         let mut me = Self {
             sock,
@@ -195,6 +211,33 @@ impl RunningBackend {
     /// The backend program's process id (`None` in process).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends the backend program SIGTERM and waits (bounded) for it to
+    /// exit; its exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| io::Error::other("not a backend program"))?;
+        let pid = rustix::process::Pid::from_raw(child.id() as i32)
+            .ok_or_else(|| io::Error::other("no pid"))?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the backend did not exit on SIGTERM (killed)",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether the backend program is still running.

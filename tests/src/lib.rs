@@ -22,4 +22,5 @@ pub mod cmd;
 pub mod display;
 pub mod guest;
 pub mod hostmem;
+pub mod qemu;
 pub mod vmm;

@@ -82,7 +82,7 @@ impl EmulatedDeviceRegion {
                 id,
                 class: MemoryClass::Device,
                 instance: u16::from(id.0).saturating_sub(1),
-                name: "device (emulated)".into(),
+                name: format!("device{}", u16::from(id.0).saturating_sub(1)),
                 capacity: Some(capacity),
                 emulated: true,
             },

@@ -1,5 +1,6 @@
 //! `vhost-user-vgpu`: the vgpu daemon. See `--help`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -51,10 +52,42 @@ fn run(cli: &Cli) -> Result<(), String> {
     })?;
     let mut listener =
         Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
+    let mut sockets: Vec<PathBuf> = service
+        .admin_socket()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    if let Endpoint::Path(p) = &endpoint {
+        sockets.push(PathBuf::from(p));
+    }
+    exit_on_signal(sockets)?;
     service
         .daemon()
         .run(&mut listener, cli.exit_on_disconnect)
         .map_err(|e| e.to_string())
+}
+
+/// SIGTERM or SIGINT (systemd stop, Ctrl-C): remove the sockets this
+/// daemon created and exit with status 0. A connected VMM sees the
+/// vhost-user connection close.
+fn exit_on_signal(sockets: Vec<PathBuf>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("installing signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("vgpu-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                log::info!("{name}: removing sockets and exiting");
+                for s in &sockets {
+                    let _ = std::fs::remove_file(s);
+                }
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+    Ok(())
 }
 
 fn source_text(e: &dyn std::error::Error) -> String {

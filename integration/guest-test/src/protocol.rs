@@ -1,0 +1,18 @@
+//! The lines guest and host exchange over the serial console. The guest
+//! prints a marker and waits (bounded) for the host's answer line.
+
+/// Printed by the guest once the pattern is on screen, followed by
+/// ` WIDTHxHEIGHT`; the host takes a screendump, then answers any line.
+pub const SCREEN_READY: &str = "vgpu-guest: SCREEN READY";
+
+/// Printed by the guest when a DONTNEED blob waits for the host to purge
+/// it; the host purges through the admin socket and answers
+/// `purged BYTES` (or `purge unavailable: REASON`).
+pub const PURGE_REQUEST: &str = "vgpu-guest: PURGE REQUEST";
+
+/// Printed by the guest when every subtest has run, followed by
+/// ` N passed, N failed, N skipped`.
+pub const DONE: &str = "vgpu-guest: DONE";
+
+/// The subtest result lines: `PASS name: detail` and so on.
+pub const RESULT_PREFIXES: [&str; 3] = ["PASS ", "FAIL ", "SKIP "];

@@ -1,0 +1,6 @@
+//! The subtests, one file each.
+
+pub mod kms;
+pub mod native;
+pub mod params;
+pub mod timed;

@@ -424,10 +424,23 @@ impl VgpuBackend {
         };
         let event_idx = *lock(&self.event_idx);
         loop {
+            // A queue reset or stopped by the frontend (shutdown, reset,
+            // disconnect) can still be kicked: its avail index in guest
+            // memory then disagrees with the reset state forever, and the
+            // "more work" check below would spin. Nothing to do until the
+            // frontend makes it ready again.
+            if !vring.get_ref().get_queue().ready() {
+                return Ok(());
+            }
             if event_idx {
                 vring.disable_notification().map_err(io_err)?;
             }
+            let before = vring.get_ref().get_queue().next_avail();
             let mut used = self.process_queue(st, vring, queue, mem)?;
+            // No chain could be taken (a bad avail ring from a confused or
+            // hostile guest): stop here instead of spinning on "more work";
+            // the next kick tries again.
+            let stalled = vring.get_ref().get_queue().next_avail() == before;
             if queue == CONTROL_QUEUE {
                 st.gpu.engine().poll(Instant::now());
                 used |= self.retire(st, vring)?;
@@ -435,7 +448,7 @@ impl VgpuBackend {
             if used {
                 self.signal(vring)?;
             }
-            if !event_idx || !vring.enable_notification().map_err(io_err)? {
+            if !event_idx || !vring.enable_notification().map_err(io_err)? || stalled {
                 break;
             }
         }

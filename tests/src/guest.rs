@@ -249,6 +249,18 @@ impl SplitQueue {
         self.kick.write(1)
     }
 
+    /// Publishes `idx` as the avail index without writing any ring slot or
+    /// descriptor: what a buggy or hostile driver may do.
+    pub fn publish_bogus_avail_idx(&mut self, mem: &GuestMem, idx: u16) -> io::Result<()> {
+        self.avail_idx = idx;
+        mem.store(
+            idx.to_le(),
+            GuestAddress(self.avail.0 + 2),
+            Ordering::Release,
+        )
+        .map_err(io::Error::other)
+    }
+
     /// Completed chains not yet collected.
     pub fn collect(&mut self, mem: &GuestMem) -> io::Result<Vec<Used>> {
         let idx: u16 = u16::from_le(

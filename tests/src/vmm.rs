@@ -252,6 +252,17 @@ impl Vmm {
         })
     }
 
+    /// GET_VRING_BASE: stops queue `index`, as QEMU does on shutdown or
+    /// reset; returns the device's next available index.
+    pub fn stop_queue(&mut self, index: usize) -> io::Result<u32> {
+        self.frontend.get_vring_base(index).map_err(vio)
+    }
+
+    /// Offers `req` on `queue` and kicks, without waiting for an answer.
+    pub fn offer(&mut self, queue: usize, req: &Request) -> io::Result<()> {
+        self.post(queue, req).map(|_| ())
+    }
+
     /// Reads the device config space.
     pub fn config(&mut self) -> io::Result<VirtioGpuConfig> {
         let (_, bytes) = self

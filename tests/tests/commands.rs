@@ -609,3 +609,24 @@ impl AsBytesVec for CtrlHdr {
         zerocopy::IntoBytes::as_bytes(self).to_vec()
     }
 }
+
+/// A queue the frontend stopped (shutdown, reset) that is kicked anyway,
+/// and an avail ring whose index runs ahead of valid descriptors: the
+/// device neither spins nor hangs, and lets the VMM go.
+#[test]
+fn stopped_queues_and_bogus_avail_rings_do_not_wedge_the_device() {
+    let (mut b, mut vmm) = setup();
+    expect_ok(&mut vmm, &create_2d(1, Format::B8G8R8X8Unorm, 16, 16));
+    vmm.stop_queue(0).unwrap();
+    vmm.offer(0, &vgpu_tests::vmm::Request::of(vec![0u8; 24], 24))
+        .unwrap();
+    // The cursor queue is still running: an avail index far ahead of any
+    // descriptor the guest wrote.
+    let mem = vmm.ram.mem().clone();
+    vmm.queue(1).publish_bogus_avail_idx(&mem, 40_000).unwrap();
+    vmm.queue(1).kick().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    vmm.disconnect();
+    b.join(Duration::from_secs(10))
+        .expect("the daemon finished its connection");
+}

@@ -370,7 +370,15 @@ fn many_clients_at_once_while_objects_come_and_go() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut n = 0u64;
+            // Bounded: evicted objects each hold a memfd, and the test
+            // process keeps the default open-file limit.
+            let mut live = std::collections::VecDeque::new();
             while !stop.load(Ordering::Relaxed) {
+                if live.len() >= 200 {
+                    if let Some(old) = live.pop_front() {
+                        bm.destroy(old).unwrap();
+                    }
+                }
                 let id = bm
                     .create(
                         vm,
@@ -385,6 +393,8 @@ fn many_clients_at_once_while_objects_come_and_go() {
                 }
                 if n % 3 == 0 {
                     bm.destroy(id).unwrap();
+                } else {
+                    live.push_back(id);
                 }
                 n += 1;
             }

@@ -18,7 +18,9 @@ use crate::error::{BoError, BoResult};
 use crate::fence::Fence;
 use crate::object::{Charge, Object, ObjectState};
 use crate::placement::{DefaultPolicy, EvictionPolicy};
-use crate::region::{Caching, EmulatedDriver, MemoryDriver, MemoryRegion, RegionInfo, Storage};
+use crate::region::{
+    Backing, Caching, EmulatedDriver, MemoryDriver, MemoryRegion, RegionInfo, Storage,
+};
 use crate::registry::Registry;
 use crate::types::{page_align, Madv, ObjectId, OwnerId, PinReason, Placement, Priority, RegionId};
 
@@ -85,7 +87,13 @@ impl BufferManager {
 
     /// A manager on the emulated driver with a device pool of `device_bytes`.
     pub fn emulated(device_bytes: u64) -> BoResult<Self> {
-        let driver = EmulatedDriver::new(device_bytes)
+        Self::emulated_with_cache(device_bytes, 0)
+    }
+
+    /// As [`Self::emulated`], keeping up to `cache_bytes` of freed
+    /// system-memory files for reuse.
+    pub fn emulated_with_cache(device_bytes: u64, cache_bytes: u64) -> BoResult<Self> {
+        let driver = EmulatedDriver::with_cache(device_bytes, cache_bytes)
             .map_err(BoError::io("creating the emulated device pool"))?;
         Self::new(&driver)
     }
@@ -312,6 +320,40 @@ impl BufferManager {
         len: u64,
         f: impl FnOnce(&Storage<'_>, u64) -> R,
     ) -> BoResult<R> {
+        self.storage_access(id, offset, len, false, f)
+    }
+
+    /// As [`Self::with_storage`] for a caller that overwrites every byte of
+    /// `offset..offset+len`: a buffer reused from another object is zeroed
+    /// everywhere else, and that range is not zeroed first. If `f` fails
+    /// the range is zeroed after all, so no earlier object's bytes remain.
+    pub fn with_storage_overwrite<R, E>(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        len: u64,
+        f: impl FnOnce(&Storage<'_>, u64) -> Result<R, E>,
+    ) -> BoResult<Result<R, E>> {
+        self.storage_access(id, offset, len, true, |storage, at| {
+            let was_stale = storage.file.is_stale();
+            let r = f(storage, at);
+            if r.is_err() && was_stale {
+                if let Err(e) = storage.file.zero(at, len) {
+                    log::warn!("zeroing a buffer after a failed overwrite failed: {e}");
+                }
+            }
+            r
+        })
+    }
+
+    fn storage_access<R>(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        len: u64,
+        overwrite: bool,
+        f: impl FnOnce(&Storage<'_>, u64) -> R,
+    ) -> BoResult<R> {
         let obj = self.inner.get(id)?;
         let in_range = offset.checked_add(len).is_some_and(|end| end <= obj.size);
         if !in_range {
@@ -334,6 +376,25 @@ impl BufferManager {
             .storage(backing)
             .map_err(BoError::io("locating an object's storage"))?;
         let at = storage.offset + offset;
+        // A stale file (reused): zero the previous object's bytes, except
+        // what an overwriting caller is about to replace.
+        let keep = overwrite.then_some((at, len));
+        if overwrite && storage.file.is_stale() {
+            // `f` runs with the file still marked stale so that a failure
+            // can be cleaned up; mark it clean only afterwards.
+            storage
+                .file
+                .clean(keep)
+                .map_err(BoError::io("zeroing a reused buffer"))?;
+            storage.file.mark_stale();
+            let r = f(&storage, at);
+            storage.file.clean_done();
+            return Ok(r);
+        }
+        storage
+            .file
+            .clean(None)
+            .map_err(BoError::io("zeroing a reused buffer"))?;
         Ok(f(&storage, at))
     }
 
@@ -396,6 +457,11 @@ impl BufferManager {
         let storage = region
             .storage(backing)
             .map_err(BoError::io("locating an object's storage"))?;
+        // The descriptor leaves the process: no earlier object's bytes.
+        storage
+            .file
+            .clean(None)
+            .map_err(BoError::io("zeroing a reused buffer"))?;
         let fd = storage
             .file
             .fd()
@@ -412,6 +478,9 @@ impl BufferManager {
         st.pin_count = st.pin_count.saturating_add(1);
         if reason == PinReason::Mapped {
             st.map_pins = st.map_pins.saturating_add(1);
+        }
+        if matches!(reason, PinReason::Mapped | PinReason::Exported) {
+            st.fd_shared = true;
         }
         st.swapped = false;
         self.inner.commit(&obj, &st, before);
@@ -543,6 +612,17 @@ impl Inner {
         self.registry().touch(obj.id);
     }
 
+    /// Gives a backing back to its region: for reuse, unless its file
+    /// descriptor left the process.
+    pub fn release_backing(&self, region: RegionId, backing: Backing, fd_shared: bool) {
+        let r = &self.regions[usize::from(region.0)];
+        if fd_shared {
+            r.discard(backing);
+        } else {
+            r.free(backing);
+        }
+    }
+
     /// Frees the object's memory and forgets it.
     pub fn destroy_object(&self, obj: &Object) -> BoResult<()> {
         let mut st = obj.lock();
@@ -551,7 +631,7 @@ impl Inner {
         }
         let before = st.charge();
         if let Some((region, backing)) = st.backing.take() {
-            self.regions[usize::from(region.0)].free(backing);
+            self.release_backing(region, backing, st.fd_shared);
             obj.owner.uncharge(obj.size);
         }
         st.dead = true;

@@ -42,6 +42,10 @@ pub(crate) struct ObjectState {
     pub pin_count: u32,
     /// How many of the pins are guest mappings ([`PinReason::Mapped`]).
     pub map_pins: u32,
+    /// The current backing's file descriptor left this process (mapped
+    /// into a guest or exported): the file is never reused for another
+    /// object.
+    pub fd_shared: bool,
     /// The last submission using the object.
     pub busy: Option<Fence>,
     /// Released to the kernel by the shrinker (MADV_COLD / MADV_PAGEOUT).
@@ -62,6 +66,7 @@ impl ObjectState {
             madv: Madv::WillNeed,
             pin_count: 0,
             map_pins: 0,
+            fd_shared: false,
             busy: None,
             swapped: false,
             dirty: false,

@@ -388,6 +388,9 @@ impl Inner {
             let copied = (|| {
                 let src = old.storage(old_backing)?;
                 let dst = new_region.storage(&backing)?;
+                // Neither side may carry an earlier object's bytes along.
+                src.file.clean(None)?;
+                dst.file.clean(None)?;
                 src.file.copy_to(src.offset, dst.file, dst.offset, obj.size)
             })();
             if let Err(source) = copied {
@@ -400,8 +403,9 @@ impl Inner {
         }
         let before = st.charge();
         if let Some((old_region, old_backing)) = st.backing.replace((region, backing)) {
-            self.regions[usize::from(old_region.0)].free(old_backing);
+            self.release_backing(old_region, old_backing, st.fd_shared);
         }
+        st.fd_shared = false;
         st.swapped = false;
         self.commit(obj, st, before);
         Ok(())
@@ -422,7 +426,7 @@ impl Inner {
                 },
                 Err(e) => log::warn!("purged {} has no storage: {e}", obj.id),
             }
-            region.free(backing);
+            self.release_backing(region_id, backing, st.fd_shared);
             obj.owner.uncharge(obj.size);
         }
         st.madv = Madv::Purged;

@@ -2,11 +2,15 @@
 //! needs on it — sparse copies, hole punching, residency, and releasing
 //! pages to the kernel — each reporting what *really* happened.
 //!
-//! Owns: the file descriptor and every system call on it. The only `unsafe`
-//! here is the short-lived mapping used for residency queries and
-//! MADV_COLD / MADV_PAGEOUT (`TempMapping`), which never outlives the call
-//! that made it and is never turned into a Rust reference: the guest may
-//! write the same pages through the VMM's own mapping.
+//! Owns: the file descriptor and every system call on it, and the file's
+//! one shared mapping in this process (`FileMapping`), made on first use
+//! and unmapped with the file. That mapping serves copies (`mapping`),
+//! zeroing, residency queries and MADV_COLD / MADV_PAGEOUT. It is never
+//! turned into a Rust reference: the guest may write the same pages
+//! through the VMM's own mapping, so callers copy through raw pointers or
+//! volatile slices only, and only while they hold the object's lock. One
+//! mapping, not one per operation, also keeps each page mapped once in
+//! this process, which MADV_PAGEOUT requires.
 //!
 //! Must not: know about objects, owners or placement.
 
@@ -14,12 +18,17 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags, SeekFrom};
 use rustix::io::Errno;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
 
 use crate::types::{ShrinkMode, PAGE_SIZE};
+
+/// Files up to this size are cleared with one memset of the whole file.
+const CLEAR_WHOLE_BELOW: u64 = 256 << 10;
 
 /// Longest memfd name Linux accepts (249 bytes, without the terminator).
 const MAX_NAME: usize = 249;
@@ -30,6 +39,10 @@ const MAX_NAME: usize = 249;
 pub struct ShmemFile {
     fd: OwnedFd,
     size: u64,
+    map: OnceLock<Option<FileMapping>>,
+    /// Reused from another object: its bytes must be zeroed (see `clean`)
+    /// before anyone reads them or the descriptor leaves the process.
+    stale: AtomicBool,
 }
 
 impl ShmemFile {
@@ -48,7 +61,109 @@ impl ShmemFile {
         let fd = rustix::fs::memfd_create(&cname, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
         rustix::fs::ftruncate(&fd, size)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        Ok(Self { fd, size })
+        Ok(Self {
+            fd,
+            size,
+            map: OnceLock::new(),
+            stale: AtomicBool::new(false),
+        })
+    }
+
+    /// The file's shared read-write mapping in this process (made on first
+    /// use; `None` if the kernel refused it, and callers fall back to
+    /// `pread`/`pwrite`). Valid for `size()` bytes as long as `self` lives.
+    /// Never dereference it as a Rust reference (see the module docs).
+    pub fn mapping(&self) -> Option<NonNull<u8>> {
+        self.map
+            .get_or_init(|| match FileMapping::new(&self.fd, self.size) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log::warn!(
+                        "mapping a {}-byte buffer failed ({e}); copying with pread/pwrite",
+                        self.size
+                    );
+                    None
+                }
+            })
+            .as_ref()
+            .map(|m| m.ptr)
+    }
+
+    /// Marks the file as holding another object's bytes: [`Self::clean`]
+    /// zeroes them before they can be seen.
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::clean`] still has to zero the file.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    /// Zeroes a stale file, except `keep` (`(offset, len)`), which the
+    /// caller is about to overwrite completely; nothing if not stale.
+    pub fn clean(&self, keep: Option<(u64, u64)>) -> io::Result<()> {
+        if !self.stale.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let done = match keep {
+            None => self.clear(),
+            Some((offset, len)) => {
+                let end = offset.saturating_add(len).min(self.size);
+                let offset = offset.min(end);
+                self.zero(0, offset)
+                    .and_then(|()| self.zero(end, self.size - end))
+            }
+        };
+        if done.is_err() {
+            self.mark_stale();
+        }
+        done
+    }
+
+    /// Clears the stale mark without zeroing: the caller has overwritten
+    /// what `clean(Some(..))` kept.
+    pub fn clean_done(&self) {
+        self.stale.store(false, Ordering::Release);
+    }
+
+    /// Makes the whole file read as zeros again, keeping its allocated
+    /// pages allocated (zeroed in place) and its holes holes: for a file
+    /// about to be reused by another object.
+    pub fn clear(&self) -> io::Result<()> {
+        // Small files: one memset beats asking the kernel where the data is.
+        if self.size <= CLEAR_WHOLE_BELOW && self.mapping().is_some() {
+            return self.zero(0, self.size);
+        }
+        for (start, end) in self.data_extents(0, self.size)? {
+            self.zero(start, end - start)?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes `offset..offset+len` (allocating its pages).
+    pub fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check(offset, len)?;
+        let n = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        match self.mapping() {
+            Some(base) => {
+                // SAFETY: `offset..offset+len` was checked to lie inside the
+                // file, which the mapping covers whole and outlives this call;
+                // the caller guarantees nobody else maps the file.
+                unsafe { std::ptr::write_bytes(base.as_ptr().add(offset as usize), 0, n) };
+                Ok(())
+            }
+            None => {
+                let zeros = vec![0u8; n.min(1 << 20)];
+                let mut at = 0u64;
+                while at < len {
+                    let chunk = (len - at).min(zeros.len() as u64) as usize;
+                    self.write_at(offset + at, &zeros[..chunk])?;
+                    at += chunk as u64;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The file descriptor (for SHMEM_MAP into the guest, or `pwrite`).
@@ -188,8 +303,8 @@ impl ShmemFile {
         if len == 0 {
             return Ok(0);
         }
-        let map = TempMapping::new(&self.fd, offset, len)?;
-        Ok(map.residency()?.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE)
+        let view = self.view(offset, len)?;
+        Ok(view.residency()?.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE)
     }
 
     /// Gives the resident pages of `offset..offset+len` back to the kernel
@@ -204,7 +319,7 @@ impl ShmemFile {
         if len == 0 {
             return Ok(0);
         }
-        let map = TempMapping::new(&self.fd, offset, len)?;
+        let map = self.view(offset, len)?;
         let before = map.residency()?;
         let resident_before = before.iter().filter(|r| **r & 1 != 0).count();
         if resident_before == 0 {
@@ -220,10 +335,22 @@ impl ShmemFile {
             ShrinkMode::Writeback => Advice::LinuxPageOut,
         };
         map.advise(0, map.pages(), advice)?;
-        drop(map);
-        // Measure on a fresh mapping: residency is a property of the file.
         let after = self.resident_in(offset, len)?;
         Ok((resident_before as u64 * PAGE_SIZE).saturating_sub(after))
+    }
+}
+
+impl ShmemFile {
+    /// The part `offset..offset+len` of the file's mapping.
+    fn view(&self, offset: u64, len: u64) -> io::Result<View> {
+        let base = self
+            .mapping()
+            .ok_or_else(|| io::Error::other("the buffer could not be mapped"))?;
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: the caller checked `offset..offset+len` lies in the file,
+        // which the mapping covers whole.
+        let ptr = unsafe { base.add(offset as usize) };
+        Ok(View { ptr, len })
     }
 }
 
@@ -300,44 +427,71 @@ fn copy_buffered(
     Ok(())
 }
 
-/// A read-only shared mapping of part of a file that lives only for the
-/// duration of one operation. Never dereferenced from Rust: only handed to
-/// `mincore` and `madvise`.
-struct TempMapping {
-    ptr: NonNull<libc::c_void>,
+/// The whole file mapped shared, read-write, in this process.
+#[derive(Debug)]
+struct FileMapping {
+    ptr: NonNull<u8>,
     len: usize,
 }
 
-impl TempMapping {
-    fn new(fd: &OwnedFd, offset: u64, len: u64) -> io::Result<Self> {
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+// SAFETY: the mapping is plain shared memory owned by this struct; it is
+// only reached through raw pointers by callers that synchronize on the
+// object's lock, and unmapped once, on drop.
+unsafe impl Send for FileMapping {}
+// SAFETY: as above; `&FileMapping` only hands out the base pointer.
+unsafe impl Sync for FileMapping {}
+
+impl FileMapping {
+    fn new(fd: &OwnedFd, size: u64) -> io::Result<Self> {
+        let len =
+            usize::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
         // SAFETY: a fresh mapping chosen by the kernel (no fixed address), so
-        // it cannot replace any existing memory; the file and range were
-        // checked by the caller and `offset` is page aligned for every range
-        // the manager uses (the kernel rejects it otherwise).
+        // it cannot replace any existing memory; the file is sealed against
+        // shrinking, so every byte of the mapping stays backed.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                ProtFlags::READ,
+                ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 fd,
-                offset,
+                0,
             )?
         };
-        let ptr = NonNull::new(ptr).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::from(io::ErrorKind::Other))?;
         Ok(Self { ptr, len })
     }
+}
 
+impl Drop for FileMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` created; the file (and
+        // so every user of the pointer) is being dropped.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A page-aligned part of a file's mapping, for `mincore` and `madvise`.
+/// Never dereferenced from Rust.
+struct View {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl View {
     fn pages(&self) -> usize {
         self.len.div_ceil(PAGE_SIZE as usize)
     }
 
     fn residency(&self) -> io::Result<Vec<u8>> {
         let mut vec = vec![0u8; self.pages()];
-        // SAFETY: `ptr..ptr+len` is our own live mapping and `vec` has one
-        // byte per page of it, as mincore(2) requires.
-        let rc = unsafe { libc::mincore(self.ptr.as_ptr(), self.len, vec.as_mut_ptr()) };
+        // SAFETY: `ptr..ptr+len` lies in our own live mapping and `vec` has
+        // one byte per page of it, as mincore(2) requires.
+        let rc = unsafe { libc::mincore(self.ptr.as_ptr().cast(), self.len, vec.as_mut_ptr()) };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -352,22 +506,8 @@ impl TempMapping {
         }
         // SAFETY: the range lies inside our own live mapping; these advices
         // only change page-table and LRU state, never the file's contents.
-        unsafe {
-            rustix::mm::madvise(
-                self.ptr.as_ptr().cast::<u8>().add(start).cast(),
-                len,
-                advice,
-            )?;
-        }
+        unsafe { rustix::mm::madvise(self.ptr.as_ptr().add(start).cast(), len, advice)? };
         Ok(())
-    }
-}
-
-impl Drop for TempMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `new` created; nothing refers to
-        // it afterwards.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr(), self.len) };
     }
 }
 

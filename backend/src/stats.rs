@@ -23,6 +23,8 @@ pub struct RegionStats {
     pub resident: u64,
     /// Bytes of DONTNEED objects in it.
     pub purgeable: u64,
+    /// Bytes of freed objects' files kept for reuse.
+    pub cached: u64,
 }
 
 /// One owner's numbers (its descendants included).
@@ -147,6 +149,7 @@ impl BufferManager {
                     used: r.used(),
                     resident: root.resident[i].load(Ordering::Relaxed),
                     purgeable: root.purgeable[i].load(Ordering::Relaxed),
+                    cached: r.cached(),
                 }
             })
             .collect();

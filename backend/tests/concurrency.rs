@@ -175,7 +175,7 @@ fn device_thread(
 
 #[test]
 fn device_threads_shrinker_admin_and_teardown_race_safely() {
-    let bm = manager(64);
+    let bm = BufferManager::emulated_with_cache(64 * PAGE, 32 * PAGE).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();

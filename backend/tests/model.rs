@@ -162,7 +162,8 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        let bm = manager(POOL_PAGES);
+        // With a small buffer cache: reused files must never show old bytes.
+        let bm = BufferManager::emulated_with_cache(POOL_PAGES * PAGE, 16 * PAGE).unwrap();
         let vm0 = bm.create_owner("vm0", None).unwrap();
         let vm1 = bm.create_owner("vm1", None).unwrap();
         let ctx = bm.create_owner("ctx", Some(vm0)).unwrap();

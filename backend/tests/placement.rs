@@ -654,3 +654,84 @@ fn guest_mapped_dontneed_objects_in_system_memory_are_purged() {
     unsafe { rustix::mm::munmap(view, len) }.unwrap();
     check_accounting(&bm);
 }
+
+/// The buffer cache: a freed object's file is reused by the next object of
+/// its size, which never sees the old bytes — whether it is read, written
+/// in part, overwritten whole (then nothing else is zeroed twice), mapped
+/// out, or the overwrite fails; files that left the process are not reused.
+#[test]
+fn reused_buffers_never_show_an_earlier_objects_bytes() {
+    let bm = BufferManager::emulated_with_cache(16 * PAGE, 64 * PAGE).unwrap();
+    let vm = bm.create_owner("vm", None).unwrap();
+    let system = region_stats_cached;
+    let dirty = |bm: &BufferManager| {
+        let id = bm
+            .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+            .unwrap();
+        fill(bm, id, 0, 4 * PAGE, 0xee);
+        bm.destroy(id).unwrap();
+        assert_eq!(system(bm), 4 * PAGE, "kept for reuse");
+    };
+    // Read.
+    dirty(&bm);
+    let a = bm
+        .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    assert!(contents(&bm, a).unwrap().iter().all(|b| *b == 0));
+    assert_eq!(system(&bm), 0, "the kept file was taken");
+    bm.destroy(a).unwrap();
+    // Overwrite of the middle: the rest reads zeros.
+    let b = bm
+        .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    fill(&bm, b, 0, 4 * PAGE, 0xee);
+    bm.destroy(b).unwrap();
+    let c = bm
+        .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    bm.with_storage_overwrite(c, PAGE, PAGE, |s, at| {
+        s.file.write_at(at, &[7; PAGE as usize])
+    })
+    .unwrap()
+    .unwrap();
+    let data = contents(&bm, c).unwrap();
+    assert!(data[..PAGE as usize].iter().all(|b| *b == 0));
+    assert!(data[PAGE as usize..2 * PAGE as usize]
+        .iter()
+        .all(|b| *b == 7));
+    assert!(data[2 * PAGE as usize..].iter().all(|b| *b == 0));
+    bm.destroy(c).unwrap();
+    // A failed overwrite leaves zeros, not the old bytes.
+    dirty(&bm);
+    let d = bm
+        .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    let failed: Result<(), &str> = bm
+        .with_storage_overwrite(d, 0, 4 * PAGE, |_, _| Err("guest fault"))
+        .unwrap();
+    assert!(failed.is_err());
+    assert!(contents(&bm, d).unwrap().iter().all(|b| *b == 0));
+    bm.destroy(d).unwrap();
+    // Mapped out: the descriptor shows zeros, and the file is not reused.
+    dirty(&bm);
+    let e = bm
+        .create(vm, 4 * PAGE, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    let t = bm.pin(e, PinReason::Mapped).unwrap();
+    let mut buf = vec![1u8; 4 * PAGE as usize];
+    rustix::io::pread(&t.fd, &mut buf, t.offset).unwrap();
+    assert!(buf.iter().all(|b| *b == 0));
+    bm.unpin(e, PinReason::Mapped).unwrap();
+    bm.destroy(e).unwrap();
+    assert_eq!(system(&bm), 0, "a file that left the process is not kept");
+    // Shrinking drops the cache first.
+    dirty(&bm);
+    let r = bm.shrink(&ShrinkRequest::new(PAGE, ShrinkMode::Lazy));
+    assert_eq!(r.cache_bytes, 4 * PAGE);
+    assert_eq!(system(&bm), 0);
+    check_accounting(&bm);
+}
+
+fn region_stats_cached(bm: &BufferManager) -> u64 {
+    bm.stats().regions[0].cached
+}

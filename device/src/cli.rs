@@ -42,6 +42,12 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
     pub device_memory: u64,
 
+    /// Freed buffers' files (with their pages) kept for reuse by new
+    /// buffers of the same size, zeroed first; dropped first under memory
+    /// pressure. 0 disables it.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub buffer_cache: u64,
+
     /// Host memory one VM may hold (e.g. 2G); unlimited if not given.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub vm_quota: Option<u64>,
@@ -159,6 +165,7 @@ impl Cli {
         Ok(DeviceConfig {
             scanouts,
             device_memory: self.device_memory,
+            buffer_cache: self.buffer_cache,
             vm_quota: self.vm_quota,
             vm_soft_limit: self.vm_soft_limit,
             hostmem_size: self.hostmem,

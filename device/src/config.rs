@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use vgpu_backend::region::DEFAULT_DEVICE_POOL_SIZE;
 
+/// Default size of the buffer cache.
+pub const DEFAULT_BUFFER_CACHE: u64 = 64 << 20;
+
 /// A display mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
@@ -80,6 +83,8 @@ pub struct DeviceConfig {
     pub scanouts: Vec<Mode>,
     /// Bytes of the emulated device-local pool.
     pub device_memory: u64,
+    /// Bytes of freed buffers' files kept for reuse (0: none).
+    pub buffer_cache: u64,
     /// Per-VM memory quota (`None`: unlimited).
     pub vm_quota: Option<u64>,
     /// Per-VM soft limit (`None`: none).
@@ -105,6 +110,7 @@ impl Default for DeviceConfig {
                 height: 800,
             }],
             device_memory: DEFAULT_DEVICE_POOL_SIZE,
+            buffer_cache: DEFAULT_BUFFER_CACHE,
             vm_quota: None,
             vm_soft_limit: None,
             hostmem_size: 1 << 30,

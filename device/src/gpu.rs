@@ -1369,23 +1369,73 @@ fn copy_rows(
     rows: &[RowCopy],
     to_host: bool,
 ) -> GpuResult<()> {
+    let rows = coalesce(rows);
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         return Ok(());
     };
     let span = last.dst + last.len - first.dst;
-    bm.with_storage(obj, first.dst, span, |storage, base| -> GpuResult<()> {
+    let copy = |storage: &vgpu_backend::region::Storage<'_>, base: u64| -> GpuResult<()> {
+        let bad = |e: crate::guest_io::CopyError| GpuError::InvalidParameter(e.to_string());
+        let mapped = storage
+            .mapped()
+            .zip(usize::try_from(span).ok())
+            .zip(usize::try_from(base - storage.offset).ok());
+        if let Some(((ptr, span), rel)) = mapped {
+            // SAFETY: `with_storage` checked `first.dst..+span` lies in the
+            // object and keeps it in place (locked) while this runs; `rel`
+            // is that range's start within the object's mapping.
+            let host = unsafe { crate::guest_io::mapped_slice(ptr.add(rel), span) };
+            for row in &rows {
+                let at = (row.dst - first.dst) as usize;
+                let part = host
+                    .subslice(at, row.len as usize)
+                    .map_err(|e| GpuError::InvalidParameter(e.to_string()))?;
+                if to_host {
+                    backing
+                        .copy_to_mapped(mem, row.src, row.len, &part)
+                        .map_err(bad)?;
+                } else {
+                    backing
+                        .copy_from_mapped(mem, row.src, row.len, &part)
+                        .map_err(bad)?;
+                }
+            }
+            return Ok(());
+        }
         let fd = storage.file.fd();
-        for row in rows {
+        for row in &rows {
             let at = base + (row.dst - first.dst);
             let r = if to_host {
                 backing.copy_to_file(mem, row.src, row.len, fd, at)
             } else {
                 backing.copy_from_file(mem, row.src, row.len, fd, at)
             };
-            r.map_err(|e| GpuError::InvalidParameter(e.to_string()))?;
+            r.map_err(bad)?;
         }
         Ok(())
-    })?
+    };
+    // One run written to the host covers its range completely: a buffer
+    // reused from another object need not be zeroed there first.
+    if to_host && rows.len() == 1 {
+        bm.with_storage_overwrite(obj, first.dst, span, copy)?
+    } else {
+        bm.with_storage(obj, first.dst, span, copy)?
+    }
+}
+
+/// Merges rows that continue each other on both sides (a full-width
+/// rectangle becomes one copy).
+fn coalesce(rows: &[RowCopy]) -> Vec<RowCopy> {
+    let mut out: Vec<RowCopy> = Vec::with_capacity(rows.len().min(16));
+    for r in rows {
+        match out.last_mut() {
+            Some(prev) if prev.src + prev.len == r.src && prev.dst + prev.len == r.dst => {
+                prev.len += r.len;
+            }
+            _ => out.push(*r),
+        }
+    }
+    out
 }
 
 /// Maps a GUEST blob's pages (guest RAM memfd ranges) at consecutive

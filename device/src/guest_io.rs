@@ -3,8 +3,13 @@
 //! straight into guest memory, and the validated scatter list a resource's
 //! backing is.
 //!
-//! Owns the only `unsafe` of the device crate that touches guest memory:
-//! the `pread`/`pwrite` calls on pointers `vm-memory` vouches for.
+//! Buffers mapped in this process (the buffer manager maps every buffer
+//! file once) are copied with `memcpy` between `vm-memory` volatile slices;
+//! the rest with `pread`/`pwrite`.
+//!
+//! Owns the only `unsafe` of the device crate that touches guest memory or
+//! buffer mappings: the `pread`/`pwrite` calls on pointers `vm-memory`
+//! vouches for, and the volatile slice over a buffer mapping.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -197,6 +202,56 @@ impl GuestBacking {
         Some(out)
     }
 
+    /// Copies `len` bytes at `offset` of the backing into `dst`.
+    pub fn copy_to_mapped(
+        &self,
+        mem: &GuestMem,
+        offset: u64,
+        len: u64,
+        dst: &VolatileSlice<'_>,
+    ) -> Result<(), CopyError> {
+        let segments = self
+            .segments(offset, len)
+            .ok_or(CopyError::OutOfBacking { offset, len })?;
+        let mut at = 0usize;
+        for (addr, n) in segments {
+            let src = mem
+                .get_slice(addr, n)
+                .map_err(|e| CopyError::Guest(e.to_string()))?;
+            let to = dst
+                .subslice(at, n)
+                .map_err(|e| CopyError::Guest(e.to_string()))?;
+            src.copy_to_volatile_slice(to);
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes of `src` into the backing at `offset`.
+    pub fn copy_from_mapped(
+        &self,
+        mem: &GuestMem,
+        offset: u64,
+        len: u64,
+        src: &VolatileSlice<'_>,
+    ) -> Result<(), CopyError> {
+        let segments = self
+            .segments(offset, len)
+            .ok_or(CopyError::OutOfBacking { offset, len })?;
+        let mut at = 0usize;
+        for (addr, n) in segments {
+            let to = mem
+                .get_slice(addr, n)
+                .map_err(|e| CopyError::Guest(e.to_string()))?;
+            let from = src
+                .subslice(at, n)
+                .map_err(|e| CopyError::Guest(e.to_string()))?;
+            from.copy_to_volatile_slice(to);
+            at += n;
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes at `offset` of the backing into `fd` at `file_offset`.
     pub fn copy_to_file(
         &self,
@@ -285,6 +340,17 @@ pub fn guest_fd_range(mem: &GuestMem, addr: u64, len: u64) -> Option<(BorrowedFd
         file_offset.file().as_fd(),
         file_offset.start().checked_add(within)?,
     ))
+}
+
+/// A volatile view of `len` bytes of a buffer mapping at `ptr`.
+///
+/// # Safety
+///
+/// `ptr..ptr+len` must lie in a live mapping that outlives the returned
+/// slice (the buffer manager guarantees it while `with_storage` runs).
+pub unsafe fn mapped_slice<'a>(ptr: std::ptr::NonNull<u8>, len: usize) -> VolatileSlice<'a> {
+    // SAFETY: forwarded to the caller.
+    unsafe { VolatileSlice::new(ptr.as_ptr(), len) }
 }
 
 #[cfg(test)]

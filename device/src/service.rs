@@ -44,8 +44,9 @@ impl Service {
     /// Sets up the buffer manager on the emulated device, starts the
     /// monitor and opens the admin socket.
     pub fn start(cfg: ServiceConfig) -> Result<Self, String> {
-        let bm = BufferManager::emulated(cfg.device.device_memory)
-            .map_err(|e| format!("setting up the buffer manager: {e}"))?;
+        let bm =
+            BufferManager::emulated_with_cache(cfg.device.device_memory, cfg.device.buffer_cache)
+                .map_err(|e| format!("setting up the buffer manager: {e}"))?;
         Self::start_with(cfg, bm)
     }
 

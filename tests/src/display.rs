@@ -67,6 +67,8 @@ pub struct DisplayRecorder {
 }
 
 const REPLY: u32 = 0x4;
+/// VHOST_USER_GPU_PROTOCOL_F_EDID.
+const PROTOCOL_F_EDID: u64 = 1;
 
 impl DisplayRecorder {
     /// Serves `sock` (QEMU's end), answering GET_DISPLAY_INFO with `modes`.
@@ -162,9 +164,29 @@ fn read_msg(sock: &mut UnixStream, modes: &[(u32, u32)]) -> io::Result<Option<Di
         sock.write_all(&m)
     };
     Ok(Some(match request {
+        // GET_PROTOCOL_FEATURES: EDID, as QEMU offers (QEMU's own backend
+        // refuses to run when the guest acked EDID and the frontend lacks it).
         1 => {
-            reply(sock, &0u64.to_le_bytes())?;
+            reply(sock, &PROTOCOL_F_EDID.to_le_bytes())?;
             DisplayMsg::Other(1)
+        }
+        // GET_EDID {scanout}: virtio_gpu_resp_edid for the scanout's mode.
+        11 => {
+            let scanout = u32_at(&body, 0) as usize;
+            let (w, h) = modes.get(scanout).copied().unwrap_or((1280, 800));
+            let edid = vgpu_device::edid::edid_for(
+                vgpu_device::config::Mode {
+                    width: w,
+                    height: h,
+                },
+                scanout as u32,
+            );
+            let mut resp = vec![0u8; 24 + 8 + 1024];
+            resp[0..4].copy_from_slice(&0x1104u32.to_le_bytes());
+            resp[24..28].copy_from_slice(&(edid.len() as u32).to_le_bytes());
+            resp[32..32 + edid.len()].copy_from_slice(&edid);
+            reply(sock, &resp)?;
+            DisplayMsg::Other(11)
         }
         3 => {
             // virtio_gpu_resp_display_info: 24-byte header + 16 × 24.

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 pub mod cmd;
 pub mod display;
 pub mod guest;

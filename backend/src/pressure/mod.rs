@@ -118,6 +118,8 @@ pub struct ShrinkRecord {
     pub purged_objects: u64,
     /// Bytes really released by writeback.
     pub written_back_bytes: u64,
+    /// Bytes released by dropping the buffer cache.
+    pub cache_bytes: u64,
     /// Objects looked at.
     pub scanned: u64,
     /// Objects skipped (pinned, busy, contended, changed).
@@ -220,17 +222,19 @@ impl MonitorHandle {
             purged_bytes: report.purged_bytes,
             purged_objects: report.purged_objects,
             written_back_bytes: report.written_back_bytes,
+            cache_bytes: report.cache_bytes,
             scanned: report.scanned,
             skipped,
             duration_us: report.duration.as_micros() as u64,
         };
         log::info!(
-            "shrink ({trigger}): target {} B {}, purged {} B in {} objects, written back {} B, scanned {}, skipped {} in {:?}",
+            "shrink ({trigger}): target {} B {}, purged {} B in {} objects, written back {} B, cache {} B, scanned {}, skipped {} in {:?}",
             request.target,
             request.mode.name(),
             report.purged_bytes,
             report.purged_objects,
             report.written_back_bytes,
+            report.cache_bytes,
             report.scanned,
             skipped,
             report.duration

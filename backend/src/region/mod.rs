@@ -77,6 +77,21 @@ pub struct Storage<'a> {
     pub len: u64,
 }
 
+impl Storage<'_> {
+    /// The object's first byte in this process's mapping of its file, for
+    /// copies without a system call; `None` if the file could not be
+    /// mapped. Valid for `len` bytes while the caller holds the object (its
+    /// lock, or `BufferManager::with_storage`). Never turn it into a Rust
+    /// reference: the guest may map the same pages.
+    pub fn mapped(&self) -> Option<std::ptr::NonNull<u8>> {
+        let base = self.file.mapping()?;
+        let offset = usize::try_from(self.offset).ok()?;
+        // SAFETY: `offset..offset+len` lies inside the file (the region
+        // handed this range out), which the mapping covers whole.
+        Some(unsafe { base.add(offset) })
+    }
+}
+
 /// Why a region could not hand out room.
 #[derive(Debug, thiserror::Error)]
 pub enum RegionError {
@@ -108,8 +123,25 @@ pub trait MemoryRegion: Send + Sync + fmt::Debug {
     /// evicts. Allocates no page yet: pages appear when written.
     fn allocate(&self, size: u64, name: &str) -> Result<Backing, RegionError>;
 
-    /// Gives the room and every page of it back.
+    /// Gives the room and every page of it back (a region may keep the
+    /// file for reuse, zeroed before it is handed out again).
     fn free(&self, backing: Backing);
+
+    /// Gives back a backing whose file descriptor left this process (mapped
+    /// into a guest, exported): it is never reused for another object.
+    fn discard(&self, backing: Backing) {
+        self.free(backing);
+    }
+
+    /// Bytes of freed objects' files kept (with their pages) for reuse.
+    fn cached(&self) -> u64 {
+        0
+    }
+
+    /// Drops everything kept for reuse; the bytes released.
+    fn trim(&self) -> u64 {
+        0
+    }
 
     /// Where the backing's bytes are. Panics never: a backing of another
     /// region kind is a manager bug reported as an error.
@@ -152,7 +184,14 @@ impl EmulatedDriver {
     /// System memory and an emulated device pool of `device_bytes` (0: no
     /// device region, system memory only).
     pub fn new(device_bytes: u64) -> io::Result<Self> {
-        let mut regions: Vec<Arc<dyn MemoryRegion>> = vec![Arc::new(SystemRegion::new())];
+        Self::with_cache(device_bytes, 0)
+    }
+
+    /// As [`Self::new`], keeping up to `cache_bytes` of freed system-memory
+    /// files for reuse (see [`SystemRegion::with_cache`]).
+    pub fn with_cache(device_bytes: u64, cache_bytes: u64) -> io::Result<Self> {
+        let mut regions: Vec<Arc<dyn MemoryRegion>> =
+            vec![Arc::new(SystemRegion::with_cache(cache_bytes))];
         if device_bytes > 0 {
             regions.push(Arc::new(EmulatedDeviceRegion::new(
                 RegionId::DEVICE,

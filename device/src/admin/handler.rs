@@ -146,6 +146,7 @@ impl AdminHandler {
                     used: r.used,
                     resident: r.resident,
                     purgeable: r.purgeable,
+                    cached: r.cached,
                 })
                 .collect(),
             owners: ordered(&stats, &paths)
@@ -414,6 +415,7 @@ fn shrink_row(r: &ShrinkRecord) -> ShrinkRow {
         purged_bytes: r.purged_bytes,
         purged_objects: r.purged_objects,
         written_back_bytes: r.written_back_bytes,
+        cache_bytes: r.cache_bytes,
         scanned: r.scanned,
         skipped: r.skipped,
         duration_us: r.duration_us,

@@ -64,7 +64,7 @@ pub fn render(s: &StatsReply) -> String {
     f.sample("vgpu_objects", &[], s.objects);
 
     type RegionField = fn(&super::protocol::RegionRow) -> Option<u64>;
-    let regions: [(&str, &str, RegionField); 4] = [
+    let regions: [(&str, &str, RegionField); 5] = [
         (
             "vgpu_region_capacity_bytes",
             "Bytes the region can hold (absent when bounded only by the host).",
@@ -84,6 +84,11 @@ pub fn render(s: &StatsReply) -> String {
             "vgpu_region_purgeable_bytes",
             "Bytes of DONTNEED objects in the region.",
             |r| Some(r.purgeable),
+        ),
+        (
+            "vgpu_region_cached_bytes",
+            "Bytes of freed objects' files kept for reuse.",
+            |r| Some(r.cached),
         ),
     ];
     for (name, help, get) in regions {
@@ -234,6 +239,7 @@ mod tests {
                 used: 8192,
                 resident: 8192,
                 purgeable: 4096,
+                cached: 0,
             }],
             owners: vec![OwnerRow {
                 id: 1,

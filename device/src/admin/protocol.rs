@@ -187,6 +187,9 @@ pub struct RegionRow {
     pub resident: u64,
     /// Bytes of DONTNEED objects.
     pub purgeable: u64,
+    /// Bytes of freed objects' files kept for reuse (the buffer cache).
+    #[serde(default)]
+    pub cached: u64,
 }
 
 /// One owner (VM or context) in `stats`; numbers include descendants.
@@ -258,6 +261,9 @@ pub struct ShrinkRow {
     pub purged_objects: u64,
     /// Bytes released by writeback.
     pub written_back_bytes: u64,
+    /// Bytes released by dropping the buffer cache.
+    #[serde(default)]
+    pub cache_bytes: u64,
     /// Objects looked at.
     pub scanned: u64,
     /// Objects skipped (pinned, busy, contended).

@@ -246,6 +246,7 @@ fn show_stats(s: &StatsReply) -> String {
             bytes(r.used),
             bytes(r.resident),
             bytes(r.purgeable),
+            bytes(r.cached),
         ]);
     }
     out.push_str(&t.render());
@@ -335,11 +336,12 @@ fn show_pressure(p: &PressureReply) -> String {
 
 fn show_shrink(r: &ShrinkRow) -> String {
     format!(
-        "freed {} ({} purged from {} objects, {} written back); scanned {}, skipped {} in {} us\n",
-        bytes(r.purged_bytes + r.written_back_bytes),
+        "freed {} ({} purged from {} objects, {} written back, {} of buffer cache); scanned {}, skipped {} in {} us\n",
+        bytes(r.purged_bytes + r.written_back_bytes + r.cache_bytes),
         bytes(r.purged_bytes),
         r.purged_objects,
         bytes(r.written_back_bytes),
+        bytes(r.cache_bytes),
         r.scanned,
         r.skipped,
         r.duration_us

@@ -171,6 +171,17 @@ pub fn to_bgrx_in_place(format: Format, row: &mut [u8], keep_alpha: bool) {
         Format::R8G8B8A8Unorm | Format::R8G8B8X8Unorm => (2, 1, 0, 3),
         Format::X8B8G8R8Unorm | Format::A8B8G8R8Unorm => (1, 2, 3, 0),
     };
+    if (b, g, r) == (0, 1, 2) {
+        // Already B, G, R: only the fourth byte becomes 0xff (as one OR per
+        // pixel, which the compiler vectorizes), unless it is kept alpha.
+        if !(keep_alpha && format == Format::B8G8R8A8Unorm) {
+            for px in row.chunks_exact_mut(4) {
+                let v = u32::from_le_bytes([px[0], px[1], px[2], px[3]]) | 0xff00_0000;
+                px.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        return;
+    }
     let has_alpha = matches!(
         format,
         Format::B8G8R8A8Unorm

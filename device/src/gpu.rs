@@ -181,6 +181,9 @@ pub struct VirtioGpu {
     backing_entries: usize,
     cursor_visible: bool,
     cursor_scanout: u32,
+    /// Pixels of the last display update, kept so that the next one of
+    /// the same size reuses warm memory.
+    update_scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for VirtioGpu {
@@ -221,6 +224,7 @@ impl VirtioGpu {
             backing_entries: 0,
             cursor_visible: false,
             cursor_scanout: 0,
+            update_scratch: Vec::new(),
         }
     }
 
@@ -566,20 +570,70 @@ impl VirtioGpu {
             return Ok(());
         };
         let row = w as usize * 4;
-        let mut pixels = vec![0u8; row * h as usize];
+        let mut pixels = std::mem::take(&mut self.update_scratch);
+        pixels.resize(row * h as usize, 0);
+        let first = base + u64::from(y) * u64::from(stride) + u64::from(x) * 4;
+        let read = self.read_rows(res_id, first, u64::from(stride), row, &mut pixels, mem);
+        let sent = read.and_then(|()| {
+            for line in pixels.chunks_exact_mut(row) {
+                to_bgrx_in_place(format, line, false);
+            }
+            match self.display.as_mut() {
+                Some(d) => d
+                    .update(i, x - rect.0, y - rect.1, w, h, &pixels)
+                    .map_err(|e| GpuError::Unspec(e.to_string())),
+                None => Ok(()),
+            }
+        });
+        self.update_scratch = pixels;
+        sent
+    }
+
+    /// Reads `out.len() / row` rows of `row` bytes, `stride` apart, from
+    /// offset `first` of a resource: from the buffer's mapping in one go
+    /// when it has one, else row by row.
+    fn read_rows(
+        &self,
+        res_id: u32,
+        first: u64,
+        stride: u64,
+        row: usize,
+        out: &mut [u8],
+        mem: &GuestMem,
+    ) -> GpuResult<()> {
         let r = self
             .resources
             .get(&res_id)
             .ok_or(GpuError::InvalidResource(res_id))?;
-        for line in 0..h {
-            let src = base + u64::from(y + line) * u64::from(stride) + u64::from(x) * 4;
-            let dst = &mut pixels[line as usize * row..(line as usize + 1) * row];
-            self.read_resource(r, src, dst, mem)?;
-            to_bgrx_in_place(format, dst, false);
+        let rows = out.len() / row.max(1);
+        if let (Some(obj), true) = (r.object(), rows > 0) {
+            let span = (rows as u64 - 1) * stride + row as u64;
+            let done =
+                self.bm
+                    .with_storage(obj, first, span, |storage, at| -> GpuResult<bool> {
+                        let (Some(ptr), Ok(rel), Ok(span)) = (
+                            storage.mapped(),
+                            usize::try_from(at - storage.offset),
+                            usize::try_from(span),
+                        ) else {
+                            return Ok(false);
+                        };
+                        // SAFETY: `with_storage` checked `first..first+span` lies in
+                        // the object and keeps it in place while this runs.
+                        let src = unsafe { crate::guest_io::mapped_slice(ptr.add(rel), span) };
+                        for (i, line) in out.chunks_exact_mut(row).enumerate() {
+                            src.subslice(i * stride as usize, row)
+                                .map_err(|e| GpuError::InvalidParameter(e.to_string()))?
+                                .copy_to(line);
+                        }
+                        Ok(true)
+                    })??;
+            if done {
+                return Ok(());
+            }
         }
-        if let Some(d) = self.display.as_mut() {
-            d.update(i, x - rect.0, y - rect.1, w, h, &pixels)
-                .map_err(|e| GpuError::Unspec(e.to_string()))?;
+        for (i, line) in out.chunks_exact_mut(row).enumerate() {
+            self.read_resource(r, first + i as u64 * stride, line, mem)?;
         }
         Ok(())
     }

@@ -54,7 +54,8 @@ pub enum Scenario {
         /// Height.
         h: u32,
     },
-    /// CREATE_BLOB → MAP_BLOB → touch every page → UNMAP_BLOB → UNREF.
+    /// CREATE_BLOB → MAP_BLOB → touch every page → UNMAP_BLOB → UNREF,
+    /// each command timed on its own.
     BlobCycle {
         /// Backing.
         kind: BlobKind,
@@ -323,6 +324,97 @@ fn touch(vmm: &Vmm, size: u64) -> Result<(), NotRun> {
     Ok(())
 }
 
+/// One blob scenario's state between cycles.
+struct BlobRig {
+    kind: BlobKind,
+    size: u64,
+    guest_addr: u64,
+    native: Option<NativeContext>,
+    next_blob: u32,
+}
+
+impl BlobRig {
+    /// One cycle; each command is a sample of `pc` (the guest touching the
+    /// pages in between is not timed). With `check`, also verifies MAP_BLOB
+    /// is zero-copy: a byte written through the mapping is in the guest's
+    /// own pages.
+    fn cycle(&mut self, vmm: &mut Vmm, pc: &mut PerCommand, check: bool) -> Result<(), NotRun> {
+        let size = self.size;
+        let id = 700;
+        match self.kind {
+            BlobKind::Guest => {
+                let entry = MemEntry::new(self.guest_addr, size as u32);
+                let create = req(&create_blob(
+                    0,
+                    id,
+                    BlobMem::Guest,
+                    VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+                    0,
+                    size,
+                    &[entry],
+                ));
+                pc.time(|| batch(vmm, std::slice::from_ref(&create)))?;
+            }
+            BlobKind::Host3d => {
+                self.next_blob = self.next_blob.wrapping_add(1).max(1);
+                let blob_id = self.next_blob;
+                let system = [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)];
+                let nc = self
+                    .native
+                    .as_mut()
+                    .ok_or_else(|| NotRun::Failed("no native context".into()))?;
+                pc.time(|| Ok(nc.gem_blob(vmm, blob_id, id, size, &system)?))?;
+            }
+        }
+        pc.time(|| batch(vmm, &[req(&map_blob(id, MAP_AT))]))?;
+        touch(vmm, size)?;
+        if check && self.kind == BlobKind::Guest {
+            let mut b = [0u8; 1];
+            vm_memory::Bytes::read_slice(
+                vmm.ram.mem(),
+                &mut b,
+                vm_memory::GuestAddress(self.guest_addr),
+            )
+            .map_err(|e| NotRun::Failed(e.to_string()))?;
+            if b[0] != 1 {
+                return Err(NotRun::Failed(
+                    "MAP_BLOB of a GUEST blob is not the guest's own pages".into(),
+                ));
+            }
+        }
+        pc.time(|| batch(vmm, &[req(&unmap_blob(id))]))?;
+        pc.time(|| batch(vmm, &[req(&unref(id))]))
+    }
+}
+
+/// Times commands one by one, each as its own sample.
+struct PerCommand {
+    m: Measurement,
+    start: Instant,
+}
+
+impl PerCommand {
+    fn new() -> Self {
+        Self {
+            m: Measurement::default(),
+            start: Instant::now(),
+        }
+    }
+
+    fn time<T>(&mut self, f: impl FnOnce() -> Result<T, NotRun>) -> Result<T, NotRun> {
+        let t = Instant::now();
+        let r = f()?;
+        self.m.latencies_ns.push(t.elapsed().as_nanos() as u64);
+        self.m.ops += 1;
+        Ok(r)
+    }
+
+    fn finish(mut self) -> Measurement {
+        self.m.elapsed = self.start.elapsed();
+        self.m
+    }
+}
+
 fn blob_cycle(
     vmm: &mut Vmm,
     kind: BlobKind,
@@ -339,52 +431,34 @@ fn blob_cycle(
             "the backend has no host-visible region (SHMEM)".into(),
         ));
     }
+    let mut rig = BlobRig {
+        kind,
+        size,
+        guest_addr: 0,
+        native: None,
+        next_blob: 0,
+    };
     match kind {
-        BlobKind::Guest => {
-            let addr = vmm.ram.alloc_pages(size)?;
-            let entry = MemEntry::new(addr.0, size as u32);
-            let id = 700;
-            let create = req(&create_blob(
-                0,
-                id,
-                BlobMem::Guest,
-                VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
-                0,
-                size,
-                &[entry],
-            ));
-            let map = req(&map_blob(id, MAP_AT));
-            let rest = [req(&unmap_blob(id)), req(&unref(id))];
-            timed(duration, 4, 0, || {
-                batch(vmm, std::slice::from_ref(&create))?;
-                batch(vmm, std::slice::from_ref(&map))?;
-                touch(vmm, size)?;
-                for r in &rest {
-                    batch(vmm, std::slice::from_ref(r))?;
-                }
-                Ok(())
-            })
-        }
+        BlobKind::Guest => rig.guest_addr = vmm.ram.alloc_pages(size)?.0,
         BlobKind::Host3d => {
             if !has(vmm, VIRTIO_GPU_F_CONTEXT_INIT) {
                 return Err(NotRun::Unsupported(
                     "the backend offers no CONTEXT_INIT".into(),
                 ));
             }
-            let mut nc = NativeContext::create(vmm, 1, 1, 0)?;
-            let system = [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)];
-            let mut blob_id = 0u32;
-            timed(duration, 5, 0, || {
-                blob_id += 1;
-                let id = 2;
-                nc.gem_blob(vmm, blob_id, id, size, &system)?;
-                batch(vmm, &[req(&map_blob(id, MAP_AT))])?;
-                touch(vmm, size)?;
-                batch(vmm, &[req(&unmap_blob(id))])?;
-                batch(vmm, &[req(&unref(id))])
-            })
+            rig.native = Some(NativeContext::create(vmm, 1, 1, 0)?);
         }
     }
+    rig.cycle(vmm, &mut PerCommand::new(), true)?;
+    let warm = Instant::now();
+    while warm.elapsed() < duration / 10 {
+        rig.cycle(vmm, &mut PerCommand::new(), false)?;
+    }
+    let mut pc = PerCommand::new();
+    while pc.start.elapsed() < duration {
+        rig.cycle(vmm, &mut pc, false)?;
+    }
+    Ok(pc.finish())
 }
 
 fn gem(vmm: &mut Vmm, batch_len: usize, duration: Duration) -> Result<Measurement, NotRun> {

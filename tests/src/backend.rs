@@ -20,6 +20,34 @@ use vgpu_device::service::{Service, ServiceConfig};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// The `vhost-user-vgpu` binary of this build (in the target directory
+/// next to the running test or tool), built with cargo if it is not there
+/// yet (a test run of this crate alone).
+pub fn daemon_binary() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("vhost-user-vgpu");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "vgpu-device", "--bin", "vhost-user-vgpu"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status()?;
+        if !status.success() || !path.exists() {
+            return Err(io::Error::other(format!(
+                "could not build {}",
+                path.display()
+            )));
+        }
+    }
+    Ok(path)
+}
+
 /// A fresh directory for one backend's socket.
 fn socket_dir() -> io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
@@ -211,6 +239,30 @@ impl RunningBackend {
     /// The backend program's process id (`None` in process).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits (bounded) for the backend program to exit by itself; its exit
+    /// status (killed after the timeout).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| io::Error::other("not a backend program"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the backend did not exit",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends the backend program SIGTERM and waits (bounded) for it to

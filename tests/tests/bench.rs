@@ -4,27 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
-use std::path::PathBuf;
 use std::process::Command;
-
-/// The daemon binary next to vgpu-bench, built if this test runs alone.
-fn daemon() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_vgpu-bench"));
-    let path = bench.with_file_name("vhost-user-vgpu");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "vgpu-device", "--bin", "vhost-user-vgpu"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the daemon");
-    }
-    path
-}
 
 #[test]
 fn every_scenario_completes_and_its_result_parses() {
-    let daemon = daemon();
+    let daemon = vgpu_tests::backend::daemon_binary().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vgpu-bench"))
         .arg("--smoke")
         .arg("--backend")

@@ -1,0 +1,731 @@
+//! What the fuzz targets share: a device over in-memory guest memory with
+//! a fake display and host-visible region, structure-aware guest
+//! operations, and the invariants checked after every input.
+//!
+//! The targets: `decode` (request/response decoding), `dispatch` (sequences
+//! of well-formed and malformed commands through the dispatcher), `native`
+//! (native-context request streams executed against the buffer manager),
+//! `admin` (the admin protocol).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use arbitrary::Arbitrary;
+use vgpu_backend::BufferManager;
+use vgpu_device::config::{DeviceConfig, Limits};
+use vgpu_device::display::{DisplaySink, FrontendMode};
+use vgpu_device::gpu::VirtioGpu;
+use vgpu_device::guest_io::GuestMem;
+use vgpu_device::hostmem::HostMemMapper;
+use vgpu_proto::native::{self, CcmdBuilder, I915Request, MemoryClassInstance};
+use vgpu_proto::virtio_gpu::*;
+use vgpu_tests::cmd;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Guest memory size.
+pub const GUEST_RAM: usize = 8 << 20;
+/// Host-visible region size.
+pub const HOSTMEM: u64 = 16 << 20;
+
+/// One buffer manager for every input (creating the device pool per input
+/// would dominate); each input gets its own VM account, checked empty after.
+pub static BM: LazyLock<BufferManager> =
+    LazyLock::new(|| BufferManager::emulated_with_cache(4 << 20, 1 << 20).expect("buffer manager"));
+
+/// Guest memory for every input (its contents do not matter).
+pub static MEM: LazyLock<GuestMem> = LazyLock::new(|| {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), GUEST_RAM)]).expect("guest memory")
+});
+
+/// Records SHMEM_MAP / SHMEM_UNMAP and checks what the device asks.
+#[derive(Debug, Default)]
+pub struct FakeMapper {
+    /// Mapped ranges: offset → length.
+    pub maps: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl HostMemMapper for FakeMapper {
+    fn map(
+        &self,
+        shm_offset: u64,
+        _fd: BorrowedFd<'_>,
+        _fd_offset: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        let end = shm_offset.checked_add(len).expect("map range overflows");
+        assert!(
+            end <= HOSTMEM,
+            "mapped past the host-visible region: {shm_offset}+{len}"
+        );
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        for (&o, &l) in maps.iter() {
+            assert!(end <= o || shm_offset >= o + l, "overlapping mappings");
+        }
+        maps.insert(shm_offset, len);
+        Ok(())
+    }
+
+    fn unmap(&self, shm_offset: u64, len: u64) -> io::Result<()> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        // A mapping may be undone in one call or (after a partial failure)
+        // from its start; everything unmapped must have been mapped.
+        let start = maps
+            .range(..=shm_offset)
+            .next_back()
+            .map(|(o, l)| (*o, *l))
+            .filter(|(o, l)| shm_offset < o + l);
+        assert!(
+            start.is_some(),
+            "unmapping {shm_offset}+{len}, which is not mapped"
+        );
+        let end = shm_offset + len;
+        let doomed: Vec<u64> = maps.range(shm_offset..end).map(|(o, _)| *o).collect();
+        for o in doomed {
+            maps.remove(&o);
+        }
+        if let Some((o, _)) = start {
+            maps.remove(&o);
+        }
+        Ok(())
+    }
+}
+
+/// A display that accepts everything.
+#[derive(Debug, Default)]
+pub struct NullDisplay;
+
+impl DisplaySink for NullDisplay {
+    fn display_info(&mut self) -> Option<Vec<FrontendMode>> {
+        None
+    }
+    fn set_scanout(&mut self, _: u32, _: u32, _: u32) -> io::Result<()> {
+        Ok(())
+    }
+    fn update(&mut self, _: u32, _: u32, _: u32, w: u32, h: u32, bgrx: &[u8]) -> io::Result<()> {
+        assert_eq!(
+            bgrx.len() as u64,
+            u64::from(w) * u64::from(h) * 4,
+            "update size"
+        );
+        Ok(())
+    }
+    fn cursor_update(
+        &mut self,
+        _: u32,
+        _: u32,
+        _: u32,
+        _: (u32, u32),
+        _: &[u8; 64 * 64 * 4],
+    ) -> io::Result<()> {
+        Ok(())
+    }
+    fn cursor_move(&mut self, _: u32, _: u32, _: u32, _: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A device for one input.
+pub struct Rig {
+    /// The device.
+    pub gpu: VirtioGpu,
+    /// Its host-visible region.
+    pub mapper: Arc<FakeMapper>,
+    vm: vgpu_backend::OwnerId,
+}
+
+impl Rig {
+    /// A fresh VM on the shared buffer manager, with small limits.
+    pub fn new() -> Self {
+        let cfg = DeviceConfig {
+            hostmem_size: HOSTMEM,
+            limits: Limits {
+                max_resources: 64,
+                max_contexts: 8,
+                max_backing_entries: 1024,
+                max_hostmem_mapped: HOSTMEM,
+                max_context_objects: 64,
+            },
+            vm_quota: Some(64 << 20),
+            ..DeviceConfig::default()
+        };
+        let vm = BM.create_owner("fuzz", None).expect("owner");
+        BM.set_quota(vm, cfg.vm_quota).expect("quota");
+        let mut gpu = VirtioGpu::new(Arc::new(cfg), BM.clone(), vm);
+        let mapper = Arc::new(FakeMapper::default());
+        gpu.set_mapper(Some(mapper.clone()));
+        gpu.set_display(Some(Box::new(NullDisplay)));
+        Self { gpu, mapper, vm }
+    }
+
+    /// Sends `bytes` as one request through the real decoder.
+    pub fn request(&mut self, bytes: &[u8]) -> Response {
+        match Command::decode(bytes) {
+            Ok(c) => self.gpu.process(&c, &MEM).response,
+            Err(e) => Response::Error(e.error_code()),
+        }
+    }
+
+    /// Resets the device, frees the VM, and checks nothing was left behind:
+    /// no object, no charge, no mapping, every region empty.
+    pub fn finish(mut self) {
+        self.gpu.reset();
+        assert!(
+            self.mapper
+                .maps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty(),
+            "mappings left after reset"
+        );
+        let s = BM.owner_stats(self.vm).expect("owner stats");
+        assert_eq!(
+            (s.objects, s.charged, s.pinned),
+            (0, 0, 0),
+            "the VM holds memory after reset: {s:?}"
+        );
+        BM.destroy_owner(self.vm).expect("destroy owner");
+        let stats = BM.stats();
+        assert_eq!(stats.objects, 0, "objects left");
+        for r in &stats.regions {
+            assert_eq!(r.used, 0, "region {} still hands out memory", r.info.name);
+        }
+    }
+}
+
+impl Default for Rig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A size: mostly small, sometimes the edges.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Size {
+    /// Pages.
+    Pages(u8),
+    /// Bytes.
+    Bytes(u16),
+    /// Anything.
+    Any(u64),
+    /// 2^63.
+    Huge,
+}
+
+impl Size {
+    /// The value.
+    pub fn get(self) -> u64 {
+        match self {
+            Size::Pages(p) => u64::from(p) * 4096,
+            Size::Bytes(b) => u64::from(b),
+            Size::Any(v) => v,
+            Size::Huge => 1 << 63,
+        }
+    }
+}
+
+/// A guest memory range for backing entries: inside, at the edge, outside.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Entry {
+    page: u16,
+    len: Size,
+}
+
+impl Entry {
+    fn mem(self) -> MemEntry {
+        MemEntry::new(u64::from(self.page) * 4096, self.len.get() as u32)
+    }
+}
+
+/// A guest operation.
+#[derive(Arbitrary, Debug)]
+pub enum Op {
+    /// RESOURCE_CREATE_2D.
+    Create2d { id: u8, format: u8, w: u16, h: u16 },
+    /// RESOURCE_CREATE_3D.
+    Create3d {
+        id: u8,
+        target: u8,
+        format: u8,
+        bind: u32,
+        w: u16,
+        h: u16,
+        depth: u8,
+        layers: u8,
+    },
+    /// RESOURCE_ATTACH_BACKING.
+    Attach { id: u8, entries: Vec<Entry> },
+    /// RESOURCE_DETACH_BACKING.
+    Detach { id: u8 },
+    /// TRANSFER_TO_HOST_2D.
+    Transfer2d {
+        id: u8,
+        x: u32,
+        y: u32,
+        w: u32,
+        h: u32,
+        offset: u64,
+    },
+    /// TRANSFER_{TO,FROM}_HOST_3D.
+    Transfer3d {
+        ctx: u8,
+        id: u8,
+        to_host: bool,
+        b: [u32; 6],
+        level: u8,
+        offset: u64,
+        stride: u32,
+        layer_stride: u32,
+    },
+    /// SET_SCANOUT.
+    SetScanout { scanout: u8, id: u8, r: [u32; 4] },
+    /// SET_SCANOUT_BLOB.
+    SetScanoutBlob {
+        scanout: u8,
+        id: u8,
+        r: [u32; 4],
+        format: u8,
+        w: u32,
+        h: u32,
+        stride: u32,
+        offset: u32,
+    },
+    /// RESOURCE_FLUSH.
+    Flush { id: u8, r: [u32; 4] },
+    /// RESOURCE_UNREF.
+    Unref { id: u8 },
+    /// RESOURCE_ASSIGN_UUID.
+    Uuid { id: u8 },
+    /// GET_CAPSET_INFO, GET_CAPSET, GET_EDID, GET_DISPLAY_INFO.
+    Query { kind: u8, a: u32, b: u32 },
+    /// RESOURCE_CREATE_BLOB.
+    CreateBlob {
+        ctx: u8,
+        id: u8,
+        mem: u8,
+        flags: u8,
+        blob_id: u8,
+        size: Size,
+        entries: Vec<Entry>,
+    },
+    /// RESOURCE_MAP_BLOB.
+    Map { id: u8, offset: Size },
+    /// RESOURCE_UNMAP_BLOB.
+    Unmap { id: u8 },
+    /// CTX_CREATE.
+    CtxCreate { ctx: u8, capset: u8, name: u8 },
+    /// CTX_DESTROY.
+    CtxDestroy { ctx: u8 },
+    /// CTX_ATTACH_RESOURCE / CTX_DETACH_RESOURCE.
+    CtxResource { ctx: u8, id: u8, attach: bool },
+    /// SUBMIT_3D of raw bytes.
+    Submit3d { ctx: u8, stream: Vec<u8> },
+    /// SUBMIT_3D of well-formed native-context requests.
+    Native { ctx: u8, reqs: Vec<NativeOp> },
+    /// UPDATE_CURSOR / MOVE_CURSOR.
+    Cursor {
+        id: u8,
+        scanout: u8,
+        x: u32,
+        y: u32,
+        hot: (u32, u32),
+        move_only: bool,
+    },
+    /// Any bytes.
+    Raw { bytes: Vec<u8> },
+}
+
+/// A native-context request.
+#[derive(Arbitrary, Debug)]
+pub enum NativeOp {
+    /// GETPARAM.
+    GetParam(u8),
+    /// QUERYPARAM.
+    QueryParam { id: u8, len: u16 },
+    /// GEM_CREATE.
+    Create { size: Size, blob_id: u8 },
+    /// GEM_CREATE_EXT in system, device or both.
+    CreateExt {
+        size: Size,
+        blob_id: u8,
+        regions: u8,
+    },
+    /// GEM_SET_MMAP_MODE.
+    MmapMode { res: u8, flags: u8 },
+    /// GEM_BUSY.
+    Busy { res: u8 },
+    /// GEM_MADVISE by resource or blob id.
+    Madvise { id: u8, by_blob: bool, madv: u8 },
+    /// GEM_CLOSE.
+    Close { blob_id: u8 },
+    /// GEM_CONTEXT_CREATE.
+    ContextCreate { flags: u8 },
+    /// GEM_EXECBUFFER2 with these resources.
+    Exec {
+        ctx: u8,
+        flags: u8,
+        batch_len: u16,
+        res: Vec<u8>,
+    },
+    /// Raw bytes in the stream.
+    Raw(Vec<u8>),
+}
+
+fn rect(r: [u32; 4]) -> Rect {
+    Rect::new(r[0], r[1], r[2], r[3])
+}
+
+fn id(v: u8) -> u32 {
+    u32::from(v % 10)
+}
+
+impl Op {
+    /// The request bytes this operation sends.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Op::Create2d {
+                id: i,
+                format,
+                w,
+                h,
+            } => {
+                let mut b =
+                    cmd::create_2d(id(*i), Format::B8G8R8X8Unorm, u32::from(*w), u32::from(*h))
+                        .to_bytes();
+                // Any format number, valid or not (offset of `format`).
+                b[28..32].copy_from_slice(&u32::from(*format % 140).to_le_bytes());
+                b
+            }
+            Op::Create3d {
+                id: i,
+                target,
+                format,
+                bind,
+                w,
+                h,
+                depth,
+                layers,
+            } => Command::ResourceCreate3d(ResourceCreate3d {
+                hdr: cmd::hdr(CommandType::ResourceCreate3d),
+                resource_id: id(*i).into(),
+                target: u32::from(*target % 10).into(),
+                format: u32::from(*format % 140).into(),
+                bind: (*bind).into(),
+                width: u32::from(*w).into(),
+                height: u32::from(*h).into(),
+                depth: u32::from(*depth).into(),
+                array_size: u32::from(*layers).into(),
+                last_level: 0.into(),
+                nr_samples: 0.into(),
+                flags: 0.into(),
+                padding: 0.into(),
+            })
+            .to_bytes(),
+            Op::Attach { id: i, entries } => {
+                let e: Vec<MemEntry> = entries.iter().map(|e| e.mem()).collect();
+                cmd::attach_backing(id(*i), &e).to_bytes()
+            }
+            Op::Detach { id: i } => cmd::detach_backing(id(*i)).to_bytes(),
+            Op::Transfer2d {
+                id: i,
+                x,
+                y,
+                w,
+                h,
+                offset,
+            } => cmd::transfer_2d(id(*i), Rect::new(*x, *y, *w, *h), *offset).to_bytes(),
+            Op::Transfer3d {
+                ctx,
+                id: i,
+                to_host,
+                b,
+                level,
+                offset,
+                stride,
+                layer_stride,
+            } => {
+                let c = TransferHost3d {
+                    hdr: cmd::ctx_hdr(
+                        if *to_host {
+                            CommandType::TransferToHost3d
+                        } else {
+                            CommandType::TransferFromHost3d
+                        },
+                        u32::from(*ctx % 4),
+                    ),
+                    box_: Box3d {
+                        x: b[0].into(),
+                        y: b[1].into(),
+                        z: b[2].into(),
+                        w: b[3].into(),
+                        h: b[4].into(),
+                        d: b[5].into(),
+                    },
+                    offset: (*offset).into(),
+                    resource_id: id(*i).into(),
+                    level: u32::from(*level).into(),
+                    stride: (*stride).into(),
+                    layer_stride: (*layer_stride).into(),
+                };
+                if *to_host {
+                    Command::TransferToHost3d(c)
+                } else {
+                    Command::TransferFromHost3d(c)
+                }
+                .to_bytes()
+            }
+            Op::SetScanout { scanout, id: i, r } => {
+                cmd::set_scanout(u32::from(*scanout % 20), id(*i), rect(*r)).to_bytes()
+            }
+            Op::SetScanoutBlob {
+                scanout,
+                id: i,
+                r,
+                format,
+                w,
+                h,
+                stride,
+                offset,
+            } => Command::SetScanoutBlob(SetScanoutBlob {
+                hdr: cmd::hdr(CommandType::SetScanoutBlob),
+                r: rect(*r),
+                scanout_id: u32::from(*scanout % 20).into(),
+                resource_id: id(*i).into(),
+                width: (*w).into(),
+                height: (*h).into(),
+                format: u32::from(*format % 140).into(),
+                padding: 0.into(),
+                strides: [(*stride).into(), 0.into(), 0.into(), 0.into()],
+                offsets: [(*offset).into(), 0.into(), 0.into(), 0.into()],
+            })
+            .to_bytes(),
+            Op::Flush { id: i, r } => cmd::flush(id(*i), rect(*r)).to_bytes(),
+            Op::Unref { id: i } => cmd::unref(id(*i)).to_bytes(),
+            Op::Uuid { id: i } => Command::ResourceAssignUuid(ResourceAssignUuid {
+                hdr: cmd::hdr(CommandType::ResourceAssignUuid),
+                resource_id: id(*i).into(),
+                padding: 0.into(),
+            })
+            .to_bytes(),
+            Op::Query { kind, a, b } => match kind % 4 {
+                0 => Command::GetCapsetInfo(GetCapsetInfo {
+                    hdr: cmd::hdr(CommandType::GetCapsetInfo),
+                    capset_index: (*a).into(),
+                    padding: 0.into(),
+                }),
+                1 => Command::GetCapset(GetCapset {
+                    hdr: cmd::hdr(CommandType::GetCapset),
+                    capset_id: (*a).into(),
+                    capset_version: (*b).into(),
+                }),
+                2 => Command::GetEdid(GetEdid {
+                    hdr: cmd::hdr(CommandType::GetEdid),
+                    scanout: (*a).into(),
+                    padding: 0.into(),
+                }),
+                _ => Command::GetDisplayInfo(cmd::hdr(CommandType::GetDisplayInfo)),
+            }
+            .to_bytes(),
+            Op::CreateBlob {
+                ctx,
+                id: i,
+                mem,
+                flags,
+                blob_id,
+                size,
+                entries,
+            } => {
+                let e: Vec<MemEntry> = entries.iter().map(|e| e.mem()).collect();
+                let mut b = cmd::create_blob(
+                    u32::from(*ctx % 4),
+                    id(*i),
+                    BlobMem::Guest,
+                    u32::from(*flags % 8),
+                    u64::from(*blob_id % 8),
+                    size.get(),
+                    &e,
+                )
+                .to_bytes();
+                // Any blob_mem, valid or not (offset of `blob_mem`).
+                b[28..32].copy_from_slice(&u32::from(*mem % 5).to_le_bytes());
+                b
+            }
+            Op::Map { id: i, offset } => cmd::map_blob(id(*i), offset.get()).to_bytes(),
+            Op::Unmap { id: i } => cmd::unmap_blob(id(*i)).to_bytes(),
+            Op::CtxCreate { ctx, capset, name } => {
+                let capset = match capset % 4 {
+                    0 => 0,
+                    1 => VIRTIO_GPU_CAPSET_DRM,
+                    2 => u32::from(*capset),
+                    _ => VIRTIO_GPU_CAPSET_DRM | (u32::from(*capset) << 8),
+                };
+                cmd::ctx_create(
+                    u32::from(*ctx % 4),
+                    capset,
+                    &"n".repeat(usize::from(*name % 70)),
+                )
+                .to_bytes()
+            }
+            Op::CtxDestroy { ctx } => Command::CtxDestroy(CtxDestroy {
+                hdr: cmd::ctx_hdr(CommandType::CtxDestroy, u32::from(*ctx % 4)),
+            })
+            .to_bytes(),
+            Op::CtxResource { ctx, id: i, attach } => {
+                let c = CtxResource {
+                    hdr: cmd::ctx_hdr(
+                        if *attach {
+                            CommandType::CtxAttachResource
+                        } else {
+                            CommandType::CtxDetachResource
+                        },
+                        u32::from(*ctx % 4),
+                    ),
+                    resource_id: id(*i).into(),
+                    padding: 0.into(),
+                };
+                if *attach {
+                    Command::CtxAttachResource(c)
+                } else {
+                    Command::CtxDetachResource(c)
+                }
+                .to_bytes()
+            }
+            Op::Submit3d { ctx, stream } => cmd::submit_3d(u32::from(*ctx % 4), stream).to_bytes(),
+            Op::Native { ctx, reqs } => {
+                cmd::submit_3d(u32::from(*ctx % 4), &native_stream(reqs)).to_bytes()
+            }
+            Op::Cursor {
+                id: i,
+                scanout,
+                x,
+                y,
+                hot,
+                move_only,
+            } => {
+                let c = UpdateCursor {
+                    hdr: cmd::hdr(if *move_only {
+                        CommandType::MoveCursor
+                    } else {
+                        CommandType::UpdateCursor
+                    }),
+                    pos: CursorPos {
+                        scanout_id: u32::from(*scanout % 20).into(),
+                        x: (*x).into(),
+                        y: (*y).into(),
+                        padding: 0.into(),
+                    },
+                    resource_id: id(*i).into(),
+                    hot_x: hot.0.into(),
+                    hot_y: hot.1.into(),
+                    padding: 0.into(),
+                };
+                if *move_only {
+                    Command::MoveCursor(c)
+                } else {
+                    Command::UpdateCursor(c)
+                }
+                .to_bytes()
+            }
+            Op::Raw { bytes } => bytes.clone(),
+        }
+    }
+}
+
+/// A SUBMIT_3D stream of native-context requests.
+pub fn native_stream(reqs: &[NativeOp]) -> Vec<u8> {
+    let mut b = CcmdBuilder::new(0x4000 - 16, 1);
+    let all = [
+        MemoryClassInstance::new(native::I915_MEMORY_CLASS_DEVICE, 0),
+        MemoryClassInstance::new(native::I915_MEMORY_CLASS_SYSTEM, 0),
+    ];
+    for r in reqs {
+        let objs: Vec<native::ExecObject2>;
+        let req: I915Request<'_> = match r {
+            NativeOp::GetParam(p) => native::getparam(u32::from(*p)),
+            NativeOp::QueryParam { id: q, len } => {
+                native::queryparam(u32::from(*q), u32::from(*len))
+            }
+            NativeOp::Create { size, blob_id } => {
+                native::gem_create(size.get(), u32::from(*blob_id % 8))
+            }
+            NativeOp::CreateExt {
+                size,
+                blob_id,
+                regions,
+            } => {
+                let r: &[MemoryClassInstance] = match regions % 3 {
+                    0 => &all[..1],
+                    1 => &all[1..],
+                    _ => &all,
+                };
+                native::gem_create_ext(size.get(), u32::from(*blob_id % 8), 0, r)
+            }
+            NativeOp::MmapMode { res, flags } => {
+                native::gem_set_mmap_mode(id(*res), u32::from(*flags))
+            }
+            NativeOp::Busy { res } => native::gem_busy(id(*res)),
+            NativeOp::Madvise {
+                id: i,
+                by_blob,
+                madv,
+            } => {
+                if *by_blob {
+                    native::gem_madvise_blob(u32::from(*i % 8), u32::from(*madv % 4))
+                } else {
+                    native::gem_madvise_resource(id(*i), u32::from(*madv % 4))
+                }
+            }
+            NativeOp::Close { blob_id } => native::gem_close(u32::from(*blob_id % 8)),
+            NativeOp::ContextCreate { flags } => native::gem_context_create(u32::from(*flags)),
+            NativeOp::Exec {
+                ctx,
+                flags,
+                batch_len,
+                res,
+            } => {
+                objs = res
+                    .iter()
+                    .take(8)
+                    .map(|r| native::exec_object(id(*r)))
+                    .collect();
+                native::gem_execbuffer2(
+                    u64::from(*ctx % 4),
+                    u64::from(*flags),
+                    u32::from(*batch_len),
+                    &objs,
+                    &[],
+                )
+            }
+            NativeOp::Raw(bytes) => {
+                b.push_raw(bytes);
+                continue;
+            }
+        };
+        if b.push(&req).is_err() {
+            break;
+        }
+    }
+    b.take_stream()
+}
+
+/// The start every native-context input gets: context 1 (DRM capset) and
+/// its response blob (resource 9, blob_id 0), mapped.
+pub fn native_prologue(rig: &mut Rig) {
+    for c in [
+        cmd::ctx_create(1, VIRTIO_GPU_CAPSET_DRM, "fuzz"),
+        cmd::create_blob(
+            1,
+            9,
+            BlobMem::Host3d,
+            VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE,
+            0,
+            native::MESA_SHMEM_SIZE,
+            &[],
+        ),
+        cmd::map_blob(9, 0),
+    ] {
+        let r = rig.request(&c.to_bytes());
+        assert!(!matches!(r, Response::Error(_)), "prologue failed: {r:?}");
+    }
+}

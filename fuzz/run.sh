@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (cargo-fuzz / libFuzzer, built with the stable
-# toolchain: -s none) starting from its seed corpus in fuzz/seeds/.
+# toolchain: -s none) starting from its seed corpus in fuzz/seeds/ (a
+# sample of the corpora of 12-million-run sessions, merged with -merge=1).
 #
 #   fuzz/run.sh                 # 20 s per target (what CI does)
 #   fuzz/run.sh -runs=12000000  # extra libFuzzer flags, e.g. a long run

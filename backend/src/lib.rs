@@ -98,9 +98,11 @@
 #![deny(missing_docs)]
 
 mod account;
+pub mod buffer;
 mod error;
 mod fence;
 pub mod host;
+pub mod intel;
 mod manager;
 mod object;
 mod placement;

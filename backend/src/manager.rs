@@ -16,6 +16,7 @@ use std::time::Instant;
 use crate::account::{OwnerAccount, UNLIMITED};
 use crate::error::{BoError, BoResult};
 use crate::fence::Fence;
+use crate::intel::GemKernel;
 use crate::object::{Charge, Object, ObjectState};
 use crate::placement::{DefaultPolicy, EvictionPolicy};
 use crate::region::{
@@ -49,6 +50,7 @@ pub(crate) struct Inner {
     pub owners: RwLock<HashMap<OwnerId, Arc<OwnerAccount>>>,
     pub root: Arc<OwnerAccount>,
     pub policy: Box<dyn EvictionPolicy>,
+    pub gpu: Option<Arc<dyn GemKernel>>,
     next_owner: AtomicU32,
     pub started: Instant,
 }
@@ -131,6 +133,7 @@ impl BufferManager {
                 owners: RwLock::new(owners),
                 root,
                 policy,
+                gpu: driver.gpu_kernel(),
                 next_owner: AtomicU32::new(1),
                 started: Instant::now(),
             }),
@@ -446,6 +449,51 @@ impl BufferManager {
     /// pins are guest mappings, in system memory (see the crate docs).
     /// Returns where its bytes are.
     pub fn pin(&self, id: ObjectId, reason: PinReason) -> BoResult<MapTarget> {
+        self.pin_with(id, reason, |storage, region_id, region, size| {
+            let fd = storage
+                .file
+                .fd()
+                .try_clone_to_owned()
+                .map_err(BoError::io("duplicating a buffer fd"))?;
+            Ok(MapTarget {
+                fd,
+                offset: storage.offset,
+                len: size,
+                caching: region.caching(),
+                region: region_id,
+            })
+        })
+    }
+
+    /// Pins the object for a GPU submission ([`PinReason::Gpu`]) and
+    /// returns its handle in the GPU kernel ([`Self::gpu_kernel`]). Attach
+    /// the submission's fence with [`Self::set_busy`], then unpin.
+    pub fn pin_for_gpu(&self, id: ObjectId) -> BoResult<u32> {
+        self.pin_with(id, PinReason::Gpu, |storage, _, _, _| {
+            storage.file.gem_handle().ok_or_else(|| BoError::Io {
+                op: "submitting to the GPU",
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the object is not a buffer of the GPU kernel",
+                ),
+            })
+        })
+    }
+
+    /// The GPU kernel that executes work on this manager's buffers, when
+    /// the driver is a real GPU's.
+    pub fn gpu_kernel(&self) -> Option<&Arc<dyn GemKernel>> {
+        self.inner.gpu.as_ref()
+    }
+
+    /// Makes the object resident, runs `f` on its storage and, if that
+    /// succeeds, takes a pin for `reason`.
+    fn pin_with<T>(
+        &self,
+        id: ObjectId,
+        reason: PinReason,
+        f: impl FnOnce(&Storage<'_>, RegionId, &dyn MemoryRegion, u64) -> BoResult<T>,
+    ) -> BoResult<T> {
         let obj = self.inner.get(id)?;
         let mut st = obj.lock();
         let placement = st.placement;
@@ -457,23 +505,13 @@ impl BufferManager {
         let storage = region
             .storage(backing)
             .map_err(BoError::io("locating an object's storage"))?;
-        // The descriptor leaves the process: no earlier object's bytes.
+        // The bytes leave the daemon (a descriptor, the GPU): no earlier
+        // object's bytes.
         storage
             .file
             .clean(None)
             .map_err(BoError::io("zeroing a reused buffer"))?;
-        let fd = storage
-            .file
-            .fd()
-            .try_clone_to_owned()
-            .map_err(BoError::io("duplicating a buffer fd"))?;
-        let target = MapTarget {
-            fd,
-            offset: storage.offset,
-            len: obj.size,
-            caching: region.caching(),
-            region: region_id,
-        };
+        let out = f(&storage, region_id, region.as_ref(), obj.size)?;
         let before = st.charge();
         st.pin_count = st.pin_count.saturating_add(1);
         if reason == PinReason::Mapped {
@@ -485,7 +523,7 @@ impl BufferManager {
         st.swapped = false;
         self.inner.commit(&obj, &st, before);
         log::trace!("pinned {id} ({reason:?}) in {region_id}");
-        Ok(target)
+        Ok(out)
     }
 
     /// Drops one pin taken for `reason`.

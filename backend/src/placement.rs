@@ -391,7 +391,7 @@ impl Inner {
                 // Neither side may carry an earlier object's bytes along.
                 src.file.clean(None)?;
                 dst.file.clean(None)?;
-                src.file.copy_to(src.offset, dst.file, dst.offset, obj.size)
+                crate::buffer::copy_between(src.file, src.offset, dst.file, dst.offset, obj.size)
             })();
             if let Err(source) = copied {
                 new_region.free(backing);

@@ -253,6 +253,9 @@ pub enum PinReason {
     Exported,
     /// Read and written by the daemon itself (a context's response blob).
     Host,
+    /// In a GPU submission being handed to the kernel (held from
+    /// validation until the submission's fence is attached).
+    Gpu,
 }
 
 /// How hard the shrinker pushes WILLNEED objects out (the seed's

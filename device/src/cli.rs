@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use vgpu_backend::intel::detect::GpuChoice;
 use vgpu_backend::pressure::{parse_trigger, MonitorConfig, SourceChoice, DEFAULT_TRIGGER};
 
 use crate::config::{DeviceConfig, Limits, Mode};
@@ -37,6 +38,12 @@ pub struct Cli {
     /// GL console; no contexts then).
     #[arg(long)]
     pub no_virgl: bool,
+
+    /// The GPU that backs guest buffers: auto (the first i915 or xe render
+    /// node in /dev/dri, else the emulated device), emulated, or a render
+    /// node path such as /dev/dri/renderD128.
+    #[arg(long, value_name = "auto|emulated|PATH", default_value = "auto", value_parser = GpuChoice::parse)]
+    pub gpu: GpuChoice,
 
     /// Size of the emulated device-local memory pool (e.g. 256M, 1G).
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]

@@ -1,29 +1,48 @@
-//! The emulated GPU engine. On the emulated device nothing executes: a
-//! GEM_EXECBUFFER2 is validated, its buffers are marked busy with a fence,
-//! and the fence signals after a configurable "execution" time. Fenced
-//! virtio commands that carried the submission complete when it signals.
+//! The GPU engine as the device sees it: submissions in flight and the
+//! fences that say when each is done.
+//!
+//! * On the emulated device nothing executes: a GEM_EXECBUFFER2 is
+//!   validated, its buffers are marked busy with a fence, and the fence
+//!   signals after a configurable "execution" time.
+//! * On a host GPU the kernel executes it and answers with an out-fence
+//!   (a sync_file, readable once the GPU is done); the engine holds it and
+//!   signals the matching [`Fence`] when it becomes readable.
+//!
+//! The queue layer polls the engine when its timer fires: at the next
+//! emulated deadline, and every [`KERNEL_FENCE_POLL`] while kernel fences
+//! are outstanding. Fenced virtio commands that carried a submission
+//! complete when its fence signals.
+//!
+//! Must not: touch buffers or queues; it only turns time and kernel
+//! fences into signaled [`Fence`]s.
 
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use vgpu_backend::Fence;
 
-/// Submissions in flight on the emulated engine.
+/// How often outstanding kernel fences are checked.
+pub const KERNEL_FENCE_POLL: Duration = Duration::from_micros(500);
+
+/// Submissions in flight.
 #[derive(Debug, Default)]
-pub struct EmulatedEngine {
+pub struct Engine {
     delay: Duration,
     pending: Vec<(Instant, Fence)>,
+    kernel: Vec<(OwnedFd, Fence)>,
 }
 
-impl EmulatedEngine {
-    /// An engine whose submissions take `delay`.
+impl Engine {
+    /// An engine whose emulated submissions take `delay`.
     pub fn new(delay: Duration) -> Self {
         Self {
             delay,
-            pending: Vec::new(),
+            ..Self::default()
         }
     }
 
-    /// Starts a submission; its fence signals when it is done.
+    /// Starts an emulated submission; its fence signals when it is done.
     pub fn submit(&mut self) -> Fence {
         if self.delay.is_zero() {
             return Fence::signaled();
@@ -34,9 +53,21 @@ impl EmulatedEngine {
         fence
     }
 
+    /// Tracks a kernel submission's out-fence (a sync_file); the returned
+    /// fence signals when it becomes readable.
+    pub fn track(&mut self, out_fence: OwnedFd) -> Fence {
+        let fence = Fence::new();
+        if readable(&out_fence) {
+            fence.signal();
+        } else {
+            self.kernel.push((out_fence, fence.clone()));
+        }
+        fence
+    }
+
     /// Signals every submission that is done by `now`; true if any was.
     pub fn poll(&mut self, now: Instant) -> bool {
-        let before = self.pending.len();
+        let before = self.pending.len() + self.kernel.len();
         self.pending.retain(|(due, fence)| {
             if *due <= now {
                 fence.signal();
@@ -45,19 +76,49 @@ impl EmulatedEngine {
                 true
             }
         });
-        self.pending.len() != before
+        self.kernel.retain(|(fd, fence)| {
+            if readable(fd) {
+                fence.signal();
+                false
+            } else {
+                true
+            }
+        });
+        self.pending.len() + self.kernel.len() != before
     }
 
-    /// When the next submission finishes.
+    /// When the engine next needs polling.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending.iter().map(|(due, _)| *due).min()
+        let emulated = self.pending.iter().map(|(due, _)| *due).min();
+        let kernel = (!self.kernel.is_empty()).then(|| Instant::now() + KERNEL_FENCE_POLL);
+        match (emulated, kernel) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Signals everything (device reset: nothing will ever run).
+    /// Signals everything (device reset: the guest waits for nothing).
+    /// Kernel work still runs; the buffer manager keeps its buffers busy
+    /// through the kernel's own tracking.
     pub fn finish_all(&mut self) {
         for (_, f) in self.pending.drain(..) {
             f.signal();
         }
+        for (_, f) in self.kernel.drain(..) {
+            f.signal();
+        }
+    }
+}
+
+/// Whether a sync_file (or any pollable fd) has signaled. An fd in error
+/// counts as signaled: waiting on it could never end.
+fn readable(fd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    match poll(&mut fds, Some(&Timespec::default())) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(rustix::io::Errno::INTR) => false,
+        Err(_) => true,
     }
 }
 
@@ -67,7 +128,7 @@ mod tests {
 
     #[test]
     fn fences_signal_when_due() {
-        let mut e = EmulatedEngine::new(Duration::from_millis(5));
+        let mut e = Engine::new(Duration::from_millis(5));
         let f = e.submit();
         assert!(!f.is_signaled());
         let t0 = Instant::now();
@@ -75,6 +136,23 @@ mod tests {
         assert!(e.next_deadline().is_some());
         assert!(e.poll(t0 + Duration::from_millis(6)));
         assert!(f.is_signaled());
-        assert!(EmulatedEngine::new(Duration::ZERO).submit().is_signaled());
+        assert!(Engine::new(Duration::ZERO).submit().is_signaled());
+    }
+
+    #[test]
+    fn kernel_fences_signal_when_their_fd_becomes_readable() {
+        use rustix::event::{eventfd, EventfdFlags};
+        let mut e = Engine::new(Duration::ZERO);
+        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+        let ours = fd.try_clone().expect("dup");
+        let f = e.track(fd);
+        assert!(!f.is_signaled());
+        assert!(!e.poll(Instant::now()));
+        let polled = e.next_deadline().expect("kernel fences need polling");
+        assert!(polled <= Instant::now() + KERNEL_FENCE_POLL);
+        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        assert!(e.poll(Instant::now()));
+        assert!(f.is_signaled());
+        assert!(e.next_deadline().is_none());
     }
 }

@@ -24,7 +24,7 @@ use crate::config::{DeviceConfig, Mode};
 use crate::context::{Context, ContextKind, I915Context, NativeEnv};
 use crate::display::{to_bgrx_in_place, DisplaySink, CURSOR_BYTES};
 use crate::edid::edid_for;
-use crate::engine::EmulatedEngine;
+use crate::engine::Engine;
 use crate::guest_io::{guest_fd_range, BackingError, GuestBacking, GuestMem};
 use crate::hostmem::{HostMemError, HostMemMapper, HostMemRegion};
 use crate::resource::*;
@@ -177,7 +177,7 @@ pub struct VirtioGpu {
     display: Option<Box<dyn DisplaySink>>,
     mapper: Option<Arc<dyn HostMemMapper>>,
     hostmem: HostMemRegion,
-    engine: EmulatedEngine,
+    engine: Engine,
     backing_entries: usize,
     cursor_visible: bool,
     cursor_scanout: u32,
@@ -209,7 +209,7 @@ impl VirtioGpu {
             })
             .collect();
         let hostmem = HostMemRegion::new(cfg.hostmem_size, cfg.limits.max_hostmem_mapped);
-        let engine = EmulatedEngine::new(cfg.exec_delay);
+        let engine = Engine::new(cfg.exec_delay);
         Self {
             cfg,
             bm,
@@ -250,8 +250,8 @@ impl VirtioGpu {
         self.mapper = mapper;
     }
 
-    /// The emulated engine (the queue layer polls it for fences).
-    pub fn engine(&mut self) -> &mut EmulatedEngine {
+    /// The engine (the queue layer polls it for fences).
+    pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine
     }
 
@@ -1307,7 +1307,7 @@ impl VirtioGpu {
             .remove(&id)
             .ok_or(GpuError::InvalidContext(id))?;
         if let Some(i915) = ctx.i915() {
-            i915.release_objects(&self.bm);
+            i915.release(&self.bm);
         }
         for r in self.resources.values_mut() {
             r.contexts.retain(|c| *c != id);

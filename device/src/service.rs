@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use vgpu_backend::intel::detect::{self, GpuChoice};
+use vgpu_backend::intel::GemDriver;
 use vgpu_backend::pressure::{MonitorConfig, MonitorHandle, PressureMonitor};
 use vgpu_backend::BufferManager;
 
@@ -15,7 +17,7 @@ use crate::config::DeviceConfig;
 use crate::daemon::Daemon;
 
 /// What to start.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// The device.
     pub device: DeviceConfig,
@@ -23,6 +25,23 @@ pub struct ServiceConfig {
     pub monitor: MonitorConfig,
     /// The admin socket, if any.
     pub admin_socket: Option<PathBuf>,
+    /// Which GPU backs buffers (`--gpu`).
+    pub gpu: GpuChoice,
+    /// Where render nodes are looked for.
+    pub dri_dir: PathBuf,
+}
+
+impl ServiceConfig {
+    /// Defaults: the emulated device, no admin socket, `/dev/dri`.
+    pub fn emulated(device: DeviceConfig) -> Self {
+        Self {
+            device,
+            monitor: MonitorConfig::default(),
+            admin_socket: None,
+            gpu: GpuChoice::Emulated,
+            dri_dir: PathBuf::from("/dev/dri"),
+        }
+    }
 }
 
 /// A running daemon, minus its connection loop (see [`Service::daemon`]).
@@ -41,12 +60,28 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Sets up the buffer manager on the emulated device, starts the
-    /// monitor and opens the admin socket.
-    pub fn start(cfg: ServiceConfig) -> Result<Self, String> {
-        let bm =
-            BufferManager::emulated_with_cache(cfg.device.device_memory, cfg.device.buffer_cache)
-                .map_err(|e| format!("setting up the buffer manager: {e}"))?;
+    /// Sets up the buffer manager on the GPU `--gpu` chose (an Intel
+    /// render node, or the emulated device), starts the monitor and opens
+    /// the admin socket.
+    pub fn start(mut cfg: ServiceConfig) -> Result<Self, String> {
+        let found = detect::choose(&cfg.gpu, &cfg.dri_dir)?;
+        let bm = match &found.kernel {
+            Some(kernel) => {
+                if let Some(id) = kernel.device_id() {
+                    cfg.device.pci_device_id = id;
+                }
+                let driver =
+                    GemDriver::new(kernel.clone()).map_err(|e| format!("{}: {e}", found.reason))?;
+                BufferManager::new(&driver)
+                    .map_err(|e| format!("setting up the buffer manager: {e}"))?
+            }
+            None => BufferManager::emulated_with_cache(
+                cfg.device.device_memory,
+                cfg.device.buffer_cache,
+            )
+            .map_err(|e| format!("setting up the buffer manager: {e}"))?,
+        };
+        log::info!("GPU: {}", found.reason);
         Self::start_with(cfg, bm)
     }
 

@@ -57,6 +57,8 @@ impl Rig {
                 ..MonitorConfig::default()
             },
             admin_socket: Some(dir.join("admin.sock")),
+            gpu: vgpu_backend::intel::detect::GpuChoice::Emulated,
+            dri_dir: PathBuf::from("/dev/dri"),
         })
         .unwrap();
         let bm = service.buffer_manager().clone();

@@ -362,3 +362,45 @@ fn sigterm_removes_the_sockets_and_exits_cleanly() {
     assert!(status.success(), "{status}");
     assert!(!sock.exists() && !admin.exists(), "sockets removed");
 }
+
+#[test]
+fn gpu_auto_without_an_intel_render_node_uses_the_emulated_device_and_says_so() {
+    let o = run(&["--print-capabilities"]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    if !std::path::Path::new("/dev/dri").exists() {
+        assert!(
+            err.contains("GPU: the emulated device: no render node in /dev/dri"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("GPU: "), "{err}");
+    }
+    let o = run(&["--print-capabilities", "--gpu", "emulated"]);
+    assert!(
+        stderr(&o).contains("the emulated device, as asked"),
+        "{}",
+        stderr(&o)
+    );
+    // A render node that is not there is an error naming it.
+    let o = run(&[
+        "--socket-path",
+        "/tmp/vgpu-gpu-test.sock",
+        "--gpu",
+        "/dev/dri/renderD199",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--gpu /dev/dri/renderD199"),
+        "{}",
+        stderr(&o)
+    );
+    // The daemon on the emulated device reports the driver to vgpuctl.
+    let (mut child, _, admin) = daemon("gpu", &["--gpu", "auto", "--pressure-source", "none"], &[]);
+    let stats = vgpuctl_json(&admin, &["stats"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if !std::path::Path::new("/dev/dri").exists() {
+        assert_eq!(stats["driver"], "emulated");
+    }
+}

@@ -92,14 +92,32 @@ impl RunningBackend {
         monitor: MonitorConfig,
         connections: usize,
     ) -> io::Result<Self> {
+        let bm = BufferManager::emulated_with_cache(cfg.device_memory, cfg.buffer_cache)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Self::with_buffer_manager(cfg, monitor, bm, connections)
+    }
+
+    /// As [`Self::in_process`], over a given buffer manager (for example one
+    /// on a fake Intel kernel).
+    pub fn with_buffer_manager(
+        cfg: DeviceConfig,
+        monitor: MonitorConfig,
+        bm: BufferManager,
+        connections: usize,
+    ) -> io::Result<Self> {
         let dir = socket_dir()?;
         let sock = dir.join("vgpu.sock");
         let service = Arc::new(
-            Service::start(ServiceConfig {
-                device: cfg,
-                monitor,
-                admin_socket: Some(dir.join("vgpu.sock.admin")),
-            })
+            Service::start_with(
+                ServiceConfig {
+                    device: cfg,
+                    monitor,
+                    admin_socket: Some(dir.join("vgpu.sock.admin")),
+                    gpu: vgpu_backend::intel::detect::GpuChoice::Emulated,
+                    dri_dir: PathBuf::from("/dev/dri"),
+                },
+                bm,
+            )
             .map_err(io::Error::other)?,
         );
         let mut listener = Daemon::listen(&Endpoint::Path(sock.to_string_lossy().into_owned()))

@@ -147,7 +147,7 @@ impl MemoryRegion for EmulatedDeviceRegion {
                 offset: range.offset(),
                 len: range.len(),
             }),
-            Backing::Shmem(_) => Err(wrong_backing(&self.info)),
+            _ => Err(wrong_backing(&self.info)),
         }
     }
 

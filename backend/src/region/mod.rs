@@ -64,13 +64,15 @@ pub enum Backing {
     Shmem(ShmemFile),
     /// A range of a region's pool file (emulated device memory).
     Pool(PoolRange),
+    /// A GEM object of a host GPU driver.
+    Gem(crate::intel::GemBuffer),
 }
 
 /// Where a backing's bytes are: `len` bytes of `file` starting at `offset`.
 #[derive(Debug, Clone, Copy)]
 pub struct Storage<'a> {
-    /// The file.
-    pub file: &'a ShmemFile,
+    /// The buffer (a memfd, the device pool's file, a GEM object).
+    pub file: &'a dyn crate::buffer::BufferIo,
     /// Offset of the object's first byte.
     pub offset: u64,
     /// Object size.
@@ -171,6 +173,11 @@ pub trait MemoryDriver: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
     /// The regions, system memory first (its id must be [`RegionId::SYSTEM`]).
     fn regions(&self) -> Vec<Arc<dyn MemoryRegion>>;
+    /// The GPU kernel that executes work on these regions' buffers, for
+    /// drivers of a real GPU.
+    fn gpu_kernel(&self) -> Option<Arc<dyn crate::intel::GemKernel>> {
+        None
+    }
 }
 
 /// The driver for hosts without an Intel GPU: system memory plus an

@@ -194,7 +194,7 @@ impl MemoryRegion for SystemRegion {
                 offset: 0,
                 len: file.size(),
             }),
-            Backing::Pool(_) => Err(wrong_backing(&self.info)),
+            _ => Err(wrong_backing(&self.info)),
         }
     }
 

@@ -13,6 +13,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_capabilities {
         println!("{}", capabilities_json());
+        // Which GPU would back buffers, on stderr (the JSON's schema is QEMU's).
+        match vgpu_backend::intel::detect::choose(&cli.gpu, Path::new("/dev/dri")) {
+            Ok(d) => eprintln!("vhost-user-vgpu: GPU: {}", d.reason),
+            Err(e) => eprintln!("vhost-user-vgpu: GPU: {e}"),
+        }
         return ExitCode::SUCCESS;
     }
     match run(&cli) {
@@ -38,10 +43,6 @@ fn run(cli: &Cli) -> Result<(), String> {
         Ok(n) => log::debug!("open-file limit: {n}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
-    log::info!(
-        "no Intel GPU driver in this build: using the emulated device ({} MiB of emulated device memory)",
-        cfg.device_memory >> 20
-    );
     // The admin socket first: binding it finds a daemon already serving
     // these sockets before the vhost-user socket (which is replaced
     // unconditionally) is touched.
@@ -49,6 +50,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         device: cfg,
         monitor: cli.monitor_config(),
         admin_socket: cli.admin_socket_path(),
+        gpu: cli.gpu.clone(),
+        dri_dir: PathBuf::from("/dev/dri"),
     })?;
     let mut listener =
         Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;

@@ -9,11 +9,11 @@
 //! stream goes on; only a framing error (a `len` that cannot be trusted)
 //! ends it.
 //!
-//! On the emulated device nothing executes: GEM_EXECBUFFER2 validates its
-//! handles, populates its buffers and marks them busy with a fence that
-//! signals after the configured emulated execution time.
+//! GEM contexts and GEM_EXECBUFFER2 are checked and run by `i915_exec`:
+//! forwarded to the host kernel on an Intel GPU, or on the emulated
+//! engine, whose fences signal after the configured execution time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use vgpu_backend::{
     BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority,
@@ -23,11 +23,10 @@ use zerocopy::little_endian::{I32, U32, U64};
 use zerocopy::IntoBytes;
 
 use crate::config::DeviceConfig;
-use crate::engine::EmulatedEngine;
+use crate::engine::Engine;
 use crate::resource::Resource;
 
-/// `EFAULT`: a purged buffer in an execbuffer.
-const EFAULT: i32 = 14;
+use super::i915_exec::{context_params, Execbuffer};
 
 /// Largest response blob accepted (Mesa uses 16 KiB).
 pub const MAX_SHMEM_SIZE: u64 = 16 << 20;
@@ -42,7 +41,7 @@ pub struct NativeEnv<'a> {
     /// The VM's resources.
     pub resources: &'a HashMap<u32, Resource>,
     /// The emulated engine.
-    pub engine: &'a mut EmulatedEngine,
+    pub engine: &'a mut Engine,
     /// Device configuration.
     pub cfg: &'a DeviceConfig,
     /// The context's id.
@@ -69,7 +68,8 @@ pub struct I915Context {
     pub shmem: Option<Shmem>,
     /// Objects created by GEM_CREATE(_EXT) not yet turned into resources.
     pub blobs: HashMap<u32, ObjectId>,
-    gem_contexts: BTreeSet<u64>,
+    /// Guest GEM context id → kernel context id (0 on the emulated device).
+    gem_contexts: BTreeMap<u64, u32>,
     next_gem_context: u64,
     mmap_modes: HashMap<u32, u32>,
 }
@@ -196,9 +196,17 @@ impl I915Context {
     ) -> Option<Vec<u8>> {
         match request {
             I915Request::GetParam(req) => {
-                let (ret, value) = match getparam(req.param.get(), env.cfg) {
-                    Some(v) => (0, v),
-                    None => (EINVAL, 0),
+                let param = req.param.get();
+                let (ret, value) = match env.bm.gpu_kernel() {
+                    // The host GPU's own answer (features, topology, ids).
+                    Some(kernel) => match kernel.getparam(param as i32) {
+                        Ok(v) => (0, v as u32),
+                        Err(e) => (e.raw_os_error(), 0),
+                    },
+                    None => match getparam(param, env.cfg) {
+                        Some(v) => (0, v),
+                        None => (EINVAL, 0),
+                    },
                 };
                 Some(rsp(GetParamRsp {
                     hdr: hdr::<GetParamRsp>(),
@@ -222,25 +230,9 @@ impl I915Context {
                 None
             }
             I915Request::GemContextCreate { params, .. } => {
-                let mut ret = 0;
-                for p in params {
-                    match p.setparam.param.param.get() {
-                        // I915_CONTEXT_PARAM_PRIORITY above the default is
-                        // for privileged processes (virglrenderer refuses it).
-                        6 if (p.setparam.param.value.get() as i64) > 0 => ret = EPERM,
-                        // RECOVERABLE, VM, ENGINES, PERSISTENCE, SSEU,
-                        // BANNABLE, NO_ERROR_CAPTURE, PROTECTED_CONTENT.
-                        0x1..=0xd => {}
-                        _ => ret = EINVAL,
-                    }
-                }
-                let ctx_id = if ret == 0 {
-                    let id = self.next_gem_context;
-                    self.next_gem_context += 1;
-                    self.gem_contexts.insert(id);
-                    id as u32
-                } else {
-                    0
+                let (ret, ctx_id) = match self.create_gem_context(params, env) {
+                    Ok(id) => (0, id),
+                    Err(errno) => (errno, 0),
                 };
                 Some(rsp(GemContextCreateRsp {
                     hdr: hdr::<GemContextCreateRsp>(),
@@ -249,8 +241,12 @@ impl I915Context {
                     ctx_id: ctx_id.into(),
                 }))
             }
-            I915Request::GemExecbuffer2 { req, buffers, .. } => {
-                let ret = match self.execbuffer(req, buffers, env) {
+            I915Request::GemExecbuffer2 {
+                req,
+                buffers,
+                relocs,
+            } => {
+                let ret = match self.execbuffer(req, buffers, relocs, env) {
                     Ok(fence) => {
                         outcome.fence = Some(fence);
                         0
@@ -331,9 +327,12 @@ impl I915Context {
                     let id = payload
                         .get(..4)
                         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                    match id {
-                        Some(id) if self.gem_contexts.remove(&u64::from(id)) => 0,
-                        _ => ENOENT,
+                    match id.and_then(|id| self.gem_contexts.remove(&u64::from(id))) {
+                        Some(host) => {
+                            destroy_host_context(env.bm, host);
+                            0
+                        }
+                        None => ENOENT,
                     }
                 } else {
                     // The emulated device has no kernel driver to forward
@@ -387,46 +386,50 @@ impl I915Context {
             .and_then(|r| r.object())
     }
 
+    fn create_gem_context(
+        &mut self,
+        params: &[ContextSetParam<'_>],
+        env: &NativeEnv<'_>,
+    ) -> Result<u32, i32> {
+        let params = context_params(params)?;
+        if self.gem_contexts.len() >= env.cfg.limits.max_context_objects {
+            return Err(ENOMEM);
+        }
+        let host = match env.bm.gpu_kernel() {
+            Some(kernel) => kernel
+                .context_create(&params)
+                .map_err(|e| e.raw_os_error())?,
+            None => 0,
+        };
+        let id = self.next_gem_context;
+        self.next_gem_context += 1;
+        self.gem_contexts.insert(id, host);
+        Ok(id as u32)
+    }
+
     fn execbuffer(
         &mut self,
         req: &GemExecbuffer2Req,
         buffers: &[ExecObject2],
+        relocs: &[RelocationEntry],
         env: &mut NativeEnv<'_>,
     ) -> Result<Fence, i32> {
-        let gem_ctx = req.context_id.get();
-        if gem_ctx != 0 && !self.gem_contexts.contains(&gem_ctx) {
-            return Err(ENOENT);
-        }
-        if buffers.is_empty() {
-            return Err(EINVAL);
-        }
         let objects: Vec<ObjectId> = buffers
             .iter()
             .map(|b| self.object_of(b.handle.get(), env).ok_or(EINVAL))
             .collect::<Result<_, _>>()?;
-        // I915_EXEC_BATCH_FIRST (1 << 21) puts the batch first.
-        let batch = if req.flags.get() & (1 << 21) != 0 {
-            objects[0]
-        } else {
-            objects[objects.len() - 1]
+        let host_context = Execbuffer::check(req, &self.gem_contexts, &objects, env.bm)?;
+        let exec = Execbuffer {
+            req,
+            buffers,
+            relocs,
+            objects,
+            host_context,
         };
-        let batch_size = env.bm.size(batch).map_err(|_| EINVAL)?;
-        let batch_end = u64::from(req.batch_start_offset.get()) + u64::from(req.batch_len.get());
-        if batch_end > batch_size {
-            return Err(EINVAL);
+        match env.bm.gpu_kernel().cloned() {
+            Some(kernel) => exec.run_on_kernel(&kernel, env),
+            None => exec.run_emulated(env),
         }
-        for obj in &objects {
-            env.bm.validate(*obj, None).map_err(|e| match e {
-                BoError::Purged(_) => EFAULT,
-                e if e.is_out_of_memory() => ENOMEM,
-                _ => EINVAL,
-            })?;
-        }
-        let fence = env.engine.submit();
-        for obj in &objects {
-            let _ = env.bm.set_busy(*obj, fence.clone());
-        }
-        Ok(fence)
     }
 
     fn queryparam(&self, req: &QueryParamReq, env: &NativeEnv<'_>) -> Vec<u8> {
@@ -441,20 +444,27 @@ impl I915Context {
         if want > self.response_room() {
             return error_response(I915Command::QueryParam.value(), EINVAL).unwrap_or_default();
         }
-        let (length, payload) = match req.query_id.get() {
-            DRM_I915_QUERY_MEMORY_REGIONS => {
-                let blob = memory_regions(env.bm);
-                match want {
-                    0 => (blob.len() as i32, Vec::new()),
-                    w if w < blob.len() as u64 => (-EINVAL, vec![0; w as usize]),
-                    w => {
-                        let mut p = blob.clone();
-                        p.resize(w as usize, 0);
-                        (blob.len() as i32, p)
-                    }
+        let blob = match req.query_id.get() {
+            // vgpu's view of memory: the regions its buffer manager uses.
+            DRM_I915_QUERY_MEMORY_REGIONS => Ok(memory_regions(env.bm)),
+            id if FORWARDED_QUERIES.contains(&id) => match env.bm.gpu_kernel() {
+                Some(kernel) => kernel.query(u64::from(id)).map_err(|e| e.raw_os_error()),
+                None => Err(EINVAL),
+            },
+            _ => Err(EINVAL),
+        };
+        let (length, payload) = match blob {
+            Err(errno) => (-errno, vec![0; want as usize]),
+            Ok(blob) => match want {
+                0 => (blob.len() as i32, Vec::new()),
+                w if w < blob.len() as u64 => (-EINVAL, vec![0; w as usize]),
+                w => {
+                    let mut p = blob;
+                    let len = p.len() as i32;
+                    p.resize(w as usize, 0);
+                    (len, p)
                 }
-            }
-            _ => (-EINVAL, vec![0; want as usize]),
+            },
         };
         out[12..16].copy_from_slice(&length.to_le_bytes());
         out.extend_from_slice(&payload);
@@ -462,13 +472,29 @@ impl I915Context {
         out
     }
 
-    /// Objects this context still holds outside the resource table.
-    pub fn release_objects(&mut self, bm: &BufferManager) {
+    /// Releases what the context still holds outside the resource table:
+    /// objects not yet resources, and kernel GEM contexts.
+    pub fn release(&mut self, bm: &BufferManager) {
         for (_, obj) in self.blobs.drain() {
             let _ = bm.destroy(obj);
         }
+        for (_, host) in std::mem::take(&mut self.gem_contexts) {
+            destroy_host_context(bm, host);
+        }
     }
 }
+
+/// Destroys a kernel GEM context (0: none, on the emulated device).
+fn destroy_host_context(bm: &BufferManager, host: u32) {
+    if let (Some(kernel), true) = (bm.gpu_kernel(), host != 0) {
+        kernel.context_destroy(host);
+    }
+}
+
+/// DRM_I915_QUERY items passed to the host kernel: read-only device
+/// descriptions that take no input (TOPOLOGY_INFO, ENGINE_INFO,
+/// HWCONFIG_BLOB, GUC_SUBMISSION_VERSION).
+const FORWARDED_QUERIES: [u32; 4] = [1, 2, 5, 7];
 
 /// Response header with the struct's length.
 fn hdr<T>() -> CcmdRsp {

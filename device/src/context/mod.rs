@@ -5,6 +5,7 @@
 //! Must not: touch the virtqueues or the display.
 
 pub mod i915;
+pub mod i915_exec;
 
 use vgpu_backend::OwnerId;
 

@@ -1,0 +1,518 @@
+//! Host Intel GPUs: buffer objects in the memory regions of an i915 or xe
+//! render node, behind the buffer manager's [`MemoryDriver`] trait.
+//!
+//! * [`GemKernel`] — the small trait the driver talks to the kernel
+//!   through: regions, create, mmap, PRIME export, madvise, busy, wait,
+//!   close. [`I915Kernel`] and [`XeKernel`] implement it with the real
+//!   ioctls ([`uapi`], layout-checked against the kernel headers);
+//!   [`fake`] models both kernels for tests.
+//! * [`GemRegion`] — one kernel memory region as a vgpu region: objects are
+//!   GEM objects created in exactly that region, so vgpu's placement,
+//!   eviction, accounting, quotas and shrinker decide as on the emulated
+//!   device, while the kernel manages the pages.
+//! * [`GemDriver`] — the regions of one render node, system memory first.
+//! * [`detect`] — `--gpu auto|emulated|PATH`.
+//! * [`GpuExec`] — a guest's GEM_EXECBUFFER2 in kernel terms; the device
+//!   builds it (handle translation, flag checks) and the kernel runs it,
+//!   answering with a sync_file out-fence.
+//!
+//! Moves between regions are CPU copies through the objects' mappings.
+//! madvise goes to the kernel where it has one (i915: `I915_GEM_MADVISE`,
+//! whose `retained` vgpu reports); xe has no buffer madvise, so there
+//! vgpu's own purge policy applies (a purge closes the object).
+//!
+//! Must not: know about virtio; the device asks the manager, as with the
+//! emulated driver.
+
+pub mod detect;
+pub mod fake;
+pub mod i915;
+pub mod uapi;
+pub mod xe;
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use rustix::io::Errno;
+
+pub use i915::I915Kernel;
+pub use xe::XeKernel;
+
+use crate::buffer::BufferIo;
+use crate::region::{
+    Backing, Caching, MemoryDriver, MemoryRegion, RegionError, RegionInfo, Storage,
+};
+use crate::types::{Madv, MemoryClass, RegionId};
+
+/// A memory region as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelRegion {
+    /// System or device memory.
+    pub class: MemoryClass,
+    /// Instance within the class (xe: the placement bit).
+    pub instance: u16,
+    /// Bytes the region has.
+    pub size: u64,
+    /// Bytes still free, if the kernel says.
+    pub free: Option<u64>,
+}
+
+/// What the driver needs from a GPU kernel driver. Errors are the kernel's
+/// `errno`s (ENOSPC and ENOMEM mean "no room": vgpu evicts and retries).
+pub trait GemKernel: Send + Sync + fmt::Debug {
+    /// Kernel driver name (`i915`, `xe`).
+    fn driver(&self) -> &str;
+    /// Whether the GPU has its own memory (a discrete part).
+    fn discrete(&self) -> bool;
+    /// The memory regions.
+    fn regions(&self) -> io::Result<Vec<KernelRegion>>;
+    /// The GPU's PCI device id, reported to guests (i915 `CHIPSET_ID`).
+    fn device_id(&self) -> Option<u32> {
+        None
+    }
+    /// A new object of `size` bytes placed in `region` only; its handle.
+    fn create(&self, size: u64, region: &KernelRegion) -> Result<u32, Errno>;
+    /// Maps the whole object for the CPU.
+    fn mmap(&self, handle: u32, size: u64, region: &KernelRegion) -> Result<NonNull<u8>, Errno>;
+    /// Undoes [`Self::mmap`].
+    fn munmap(&self, ptr: NonNull<u8>, size: u64);
+    /// A dma-buf of the object (PRIME), for the VMM to map into the guest.
+    fn export(&self, handle: u32) -> Result<OwnedFd, Errno>;
+    /// Passes guest advice to the kernel: `Some(retained)`, or `None` when
+    /// the kernel has no buffer madvise.
+    fn madvise(&self, handle: u32, madv: Madv) -> Result<Option<bool>, Errno>;
+    /// Whether the GPU still uses the object.
+    fn busy(&self, handle: u32) -> Result<bool, Errno>;
+    /// Waits up to `timeout_ns` for the GPU to be done with the object.
+    fn wait(&self, handle: u32, timeout_ns: i64) -> Result<(), Errno>;
+    /// Drops the handle.
+    fn close(&self, handle: u32);
+    /// An `I915_PARAM_*` value (GETPARAM), passed to guests as is.
+    fn getparam(&self, _param: i32) -> Result<i32, Errno> {
+        Err(Errno::NODEV)
+    }
+    /// A `DRM_I915_QUERY_*` item's data (no flags, no input data).
+    fn query(&self, _query_id: u64) -> Result<Vec<u8>, Errno> {
+        Err(Errno::NODEV)
+    }
+    /// A new GPU context with `params` set at creation; its id. Kernels
+    /// vgpu cannot submit to say ENODEV.
+    fn context_create(&self, _params: &[ContextParam]) -> Result<u32, Errno> {
+        Err(Errno::NODEV)
+    }
+    /// Destroys a context [`Self::context_create`] made.
+    fn context_destroy(&self, _ctx: u32) {}
+    /// Submits a batch; returns the kernel's out-fence (a sync_file that
+    /// becomes readable when the GPU is done). ENODEV where vgpu cannot
+    /// submit (xe: its VM_BIND/exec-queue model has no i915 equivalent).
+    fn execbuffer(&self, _exec: &mut GpuExec) -> Result<OwnedFd, Errno> {
+        Err(Errno::NODEV)
+    }
+}
+
+/// A context parameter set at creation (`I915_CONTEXT_PARAM_*`): a plain
+/// value, or `data` the kernel reads (ENGINES, SSEU) when not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextParam {
+    /// `I915_CONTEXT_PARAM_*`.
+    pub param: u64,
+    /// The value (ignored when `data` is given).
+    pub value: u64,
+    /// The parameter's data, for parameters passed by pointer.
+    pub data: Vec<u8>,
+}
+
+/// A GPU submission in the kernel's terms: handles already translated
+/// from the guest's resource ids, flags already checked by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct GpuExec {
+    /// Kernel context id (0: the file's default context).
+    pub context: u32,
+    /// Exec objects with kernel handles; `relocs_ptr` is filled in by the
+    /// kernel implementation.
+    pub objects: Vec<uapi::I915ExecObject2>,
+    /// Every object's relocations, object by object (`relocation_count`
+    /// each), target handles already translated.
+    pub relocs: Vec<uapi::I915RelocationEntry>,
+    /// Start of the batch in the batch object.
+    pub batch_start: u32,
+    /// Length of the batch (0: to the end of the object).
+    pub batch_len: u32,
+    /// `I915_EXEC_*` (without fence flags: the kernel adds FENCE_OUT).
+    pub flags: u64,
+}
+
+impl GpuExec {
+    /// Points each object's `relocs_ptr` at its slice of [`Self::relocs`];
+    /// EINVAL if the counts do not add up. The pointers are valid while
+    /// `self` is neither moved nor changed.
+    pub fn link_relocations(&mut self) -> Result<(), Errno> {
+        let mut at = 0usize;
+        for o in &mut self.objects {
+            let n = o.relocation_count as usize;
+            let end = at.checked_add(n).ok_or(Errno::INVAL)?;
+            let slice = self.relocs.get_mut(at..end).ok_or(Errno::INVAL)?;
+            o.relocs_ptr = if n == 0 { 0 } else { slice.as_mut_ptr() as u64 };
+            at = end;
+        }
+        if at == self.relocs.len() {
+            Ok(())
+        } else {
+            Err(Errno::INVAL)
+        }
+    }
+
+    /// The batch object: the first with `I915_EXEC_BATCH_FIRST`, else the last.
+    pub fn batch_index(&self) -> Option<usize> {
+        match self.flags & uapi::I915_EXEC_BATCH_FIRST {
+            0 => self.objects.len().checked_sub(1),
+            _ => (!self.objects.is_empty()).then_some(0),
+        }
+    }
+}
+
+struct Mapping(NonNull<u8>);
+
+// SAFETY: the pointer is the GEM object's CPU mapping, owned by the buffer
+// and reached only through raw-pointer copies under the object's lock.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+/// A GEM object of one region: its handle, its dma-buf and its mapping.
+pub struct GemBuffer {
+    kernel: Arc<dyn GemKernel>,
+    region: KernelRegion,
+    handle: u32,
+    size: u64,
+    dmabuf: OwnedFd,
+    map: OnceLock<Option<Mapping>>,
+}
+
+impl fmt::Debug for GemBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GemBuffer")
+            .field("driver", &self.kernel.driver())
+            .field("handle", &self.handle)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl GemBuffer {
+    /// The kernel handle.
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    fn check(&self, offset: u64, len: u64) -> io::Result<usize> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(offset as usize),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "range outside the buffer",
+            )),
+        }
+    }
+
+    fn mapped(&self) -> io::Result<NonNull<u8>> {
+        self.mapping()
+            .ok_or_else(|| io::Error::other("the GEM object could not be mapped"))
+    }
+}
+
+impl Drop for GemBuffer {
+    fn drop(&mut self) {
+        if let Some(Some(m)) = self.map.get() {
+            self.kernel.munmap(m.0, self.size);
+        }
+        self.kernel.close(self.handle);
+    }
+}
+
+impl BufferIo for GemBuffer {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.dmabuf.as_fd()
+    }
+
+    fn gem_handle(&self) -> Option<u32> {
+        Some(self.handle)
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn mapping(&self) -> Option<NonNull<u8>> {
+        self.map
+            .get_or_init(
+                || match self.kernel.mmap(self.handle, self.size, &self.region) {
+                    Ok(p) => Some(Mapping(p)),
+                    Err(e) => {
+                        log::warn!(
+                            "{}: mapping GEM object {} failed: {e}",
+                            self.kernel.driver(),
+                            self.handle
+                        );
+                        None
+                    }
+                },
+            )
+            .as_ref()
+            .map(|m| m.0)
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let at = self.check(offset, data.len() as u64)?;
+        let base = self.mapped()?;
+        // SAFETY: the range was checked to lie inside the object, whose
+        // mapping covers it whole while `self` lives; shared memory, so a
+        // byte copy rather than a reference.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), base.as_ptr().add(at), data.len()) };
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let at = self.check(offset, buf.len() as u64)?;
+        let base = self.mapped()?;
+        // SAFETY: as in `write_at`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
+        let at = self.check(offset, len)?;
+        let base = self.mapped()?;
+        // SAFETY: as in `write_at`.
+        unsafe { std::ptr::write_bytes(base.as_ptr().add(at), 0, len as usize) };
+        Ok(())
+    }
+
+    /// The kernel frees a GEM object's pages when its last reference goes
+    /// (the manager closes it right after purging); a purge of the whole
+    /// object therefore reports its size, a partial one nothing.
+    fn punch(&self, offset: u64, len: u64) -> io::Result<u64> {
+        self.check(offset, len)?;
+        Ok(if offset == 0 && len == self.size {
+            self.size
+        } else {
+            0
+        })
+    }
+}
+
+/// One kernel memory region as a vgpu region.
+#[derive(Debug)]
+pub struct GemRegion {
+    info: RegionInfo,
+    kernel: Arc<dyn GemKernel>,
+    region: KernelRegion,
+    used: AtomicU64,
+}
+
+impl GemRegion {
+    /// Region `id` over the kernel's `region`, shown to guests as instance
+    /// `instance` of its class (i915 numbering, whatever the kernel's: xe
+    /// numbers placement bits across classes).
+    pub fn new(
+        id: RegionId,
+        kernel: Arc<dyn GemKernel>,
+        region: KernelRegion,
+        instance: u16,
+    ) -> Self {
+        let name = match region.class {
+            MemoryClass::System => "system".to_string(),
+            MemoryClass::Device => format!("device{instance}"),
+        };
+        Self {
+            info: RegionInfo {
+                id,
+                class: region.class,
+                instance,
+                name,
+                capacity: match region.class {
+                    MemoryClass::System => None,
+                    MemoryClass::Device => Some(region.size),
+                },
+                emulated: false,
+            },
+            kernel,
+            region,
+            used: AtomicU64::new(0),
+        }
+    }
+}
+
+impl MemoryRegion for GemRegion {
+    fn info(&self) -> &RegionInfo {
+        &self.info
+    }
+
+    fn allocate(&self, size: u64, _name: &str) -> Result<Backing, RegionError> {
+        if let Some(cap) = self.info.capacity {
+            let used = self.used.load(Ordering::Relaxed);
+            if used.saturating_add(size) > cap {
+                return Err(RegionError::NoSpace {
+                    size,
+                    free: cap.saturating_sub(used),
+                });
+            }
+        }
+        let handle = self
+            .kernel
+            .create(size, &self.region)
+            .map_err(|e| match e {
+                Errno::NOSPC | Errno::NOMEM | Errno::TOOBIG => RegionError::NoSpace {
+                    size,
+                    free: self
+                        .info
+                        .capacity
+                        .map_or(0, |c| c.saturating_sub(self.used.load(Ordering::Relaxed))),
+                },
+                e => RegionError::Io {
+                    op: "creating a GEM object",
+                    source: e.into(),
+                },
+            })?;
+        let dmabuf = match self.kernel.export(handle) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.kernel.close(handle);
+                return Err(RegionError::Io {
+                    op: "exporting a GEM object (PRIME)",
+                    source: e.into(),
+                });
+            }
+        };
+        self.used.fetch_add(size, Ordering::Relaxed);
+        Ok(Backing::Gem(GemBuffer {
+            kernel: self.kernel.clone(),
+            region: self.region,
+            handle,
+            size,
+            dmabuf,
+            map: OnceLock::new(),
+        }))
+    }
+
+    fn free(&self, backing: Backing) {
+        if let Backing::Gem(b) = backing {
+            self.used.fetch_sub(b.size, Ordering::Relaxed);
+            drop(b);
+        }
+    }
+
+    fn storage<'a>(&'a self, backing: &'a Backing) -> io::Result<Storage<'a>> {
+        match backing {
+            Backing::Gem(b) => Ok(Storage {
+                file: b,
+                offset: 0,
+                len: b.size,
+            }),
+            _ => Err(crate::region::wrong_backing(&self.info)),
+        }
+    }
+
+    fn caching(&self) -> Caching {
+        match self.region.class {
+            MemoryClass::Device => Caching::WriteCombined,
+            MemoryClass::System => Caching::Cached,
+        }
+    }
+
+    fn can_release(&self) -> bool {
+        false
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn madvise(&self, backing: &Backing, madv: Madv) -> Option<io::Result<bool>> {
+        let Backing::Gem(b) = backing else {
+            return None;
+        };
+        match self.kernel.madvise(b.handle, madv) {
+            Ok(Some(retained)) => Some(Ok(retained)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}
+
+/// The regions of one render node.
+#[derive(Debug)]
+pub struct GemDriver {
+    name: String,
+    kernel: Arc<dyn GemKernel>,
+    regions: Vec<Arc<dyn MemoryRegion>>,
+}
+
+impl GemDriver {
+    /// Queries `kernel`'s regions: system memory becomes region 0, device
+    /// regions follow in the kernel's order.
+    pub fn new(kernel: Arc<dyn GemKernel>) -> io::Result<Self> {
+        let kregions = kernel.regions()?;
+        let system = kregions
+            .iter()
+            .find(|r| r.class == MemoryClass::System)
+            .copied()
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "{}: the kernel reports no system memory region",
+                    kernel.driver()
+                ))
+            })?;
+        let mut regions: Vec<Arc<dyn MemoryRegion>> = vec![Arc::new(GemRegion::new(
+            RegionId::SYSTEM,
+            kernel.clone(),
+            system,
+            0,
+        ))];
+        for (n, r) in kregions
+            .iter()
+            .filter(|r| r.class == MemoryClass::Device)
+            .enumerate()
+        {
+            if regions.len() >= crate::account::MAX_REGIONS {
+                log::warn!(
+                    "{}: more device regions than vgpu tracks; ignoring the rest",
+                    kernel.driver()
+                );
+                break;
+            }
+            let id = RegionId(regions.len() as u8);
+            regions.push(Arc::new(GemRegion::new(id, kernel.clone(), *r, n as u16)));
+        }
+        Ok(Self {
+            name: kernel.driver().to_string(),
+            kernel,
+            regions,
+        })
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &Arc<dyn GemKernel> {
+        &self.kernel
+    }
+}
+
+impl MemoryDriver for GemDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn gpu_kernel(&self) -> Option<Arc<dyn GemKernel>> {
+        Some(self.kernel.clone())
+    }
+
+    fn regions(&self) -> Vec<Arc<dyn MemoryRegion>> {
+        self.regions.clone()
+    }
+}

@@ -1,0 +1,191 @@
+//! The xe kernel driver through its ioctls (see [`super::uapi`]). xe has no
+//! buffer madvise: vgpu's own purge policy applies (a purge closes the
+//! object), and busy/wait poll the object's dma-buf, whose readiness
+//! reflects the GPU's fences.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+use super::i915::{gem_close, map_offset, prime_export, unmap, update};
+use super::uapi::*;
+use super::{GemKernel, KernelRegion};
+use crate::types::{Madv, MemoryClass};
+
+/// An xe render node.
+#[derive(Debug)]
+pub struct XeKernel {
+    fd: OwnedFd,
+    discrete: bool,
+}
+
+impl XeKernel {
+    /// Over an open xe render node.
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        let mut k = Self {
+            fd,
+            discrete: false,
+        };
+        k.discrete = k.regions()?.iter().any(|r| r.class == MemoryClass::Device);
+        Ok(k)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Parses a DRM_XE_DEVICE_QUERY_MEM_REGIONS reply.
+    pub fn parse_regions(data: &[u8]) -> io::Result<Vec<KernelRegion>> {
+        let head = size_of::<XeQueryMemRegions>();
+        let each = size_of::<XeMemRegion>();
+        let n = data
+            .get(..4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| io::Error::other("short memory-regions reply"))?;
+        let mut out = Vec::new();
+        for i in 0..n {
+            let at = head + i * each;
+            let b = data
+                .get(at..at + each)
+                .ok_or_else(|| io::Error::other("truncated memory-regions reply"))?;
+            let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
+            let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+            let class = match u16_at(0) {
+                DRM_XE_MEM_REGION_CLASS_SYSMEM => MemoryClass::System,
+                DRM_XE_MEM_REGION_CLASS_VRAM => MemoryClass::Device,
+                _ => continue,
+            };
+            let (total, used) = (u64_at(8), u64_at(16));
+            out.push(KernelRegion {
+                class,
+                instance: u16_at(2),
+                size: total,
+                free: Some(total.saturating_sub(used)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Polls the object's dma-buf for write access (no fence pending) for
+    /// up to `timeout`; whether it is idle.
+    fn idle(&self, handle: u32, timeout: Option<&Timespec>) -> Result<bool, Errno> {
+        let dmabuf = prime_export(self.fd(), handle)?;
+        let mut fds = [PollFd::new(&dmabuf, PollFlags::OUT)];
+        Ok(rustix::event::poll(&mut fds, timeout)? > 0)
+    }
+}
+
+impl GemKernel for XeKernel {
+    fn driver(&self) -> &str {
+        "xe"
+    }
+
+    fn discrete(&self) -> bool {
+        self.discrete
+    }
+
+    fn regions(&self) -> io::Result<Vec<KernelRegion>> {
+        let mut q = XeDeviceQuery {
+            query: DRM_XE_DEVICE_QUERY_MEM_REGIONS,
+            ..Default::default()
+        };
+        // SAFETY: DEVICE_QUERY takes a drm_xe_device_query; with size 0 and
+        // data 0 the kernel only writes the size.
+        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }?;
+        let mut data = vec![0u8; q.size as usize];
+        q.data = data.as_mut_ptr() as u64;
+        // SAFETY: as above, with data pointing at `size` writable bytes.
+        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }?;
+        Self::parse_regions(&data)
+    }
+
+    fn device_id(&self) -> Option<u32> {
+        let mut q = XeDeviceQuery {
+            query: DRM_XE_DEVICE_QUERY_CONFIG,
+            ..Default::default()
+        };
+        // SAFETY: as in `regions`: first the size only.
+        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }.ok()?;
+        let mut data = vec![0u8; q.size as usize];
+        q.data = data.as_mut_ptr() as u64;
+        // SAFETY: then the data, into `size` writable bytes.
+        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }.ok()?;
+        let at = size_of::<XeQueryConfig>() + 8 * DRM_XE_QUERY_CONFIG_REV_AND_DEVICE_ID;
+        let v = u64::from_ne_bytes(data.get(at..at + 8)?.try_into().ok()?);
+        Some((v & 0xffff) as u32)
+    }
+
+    fn create(&self, size: u64, region: &KernelRegion) -> Result<u32, Errno> {
+        if region.instance >= 32 {
+            return Err(Errno::INVAL);
+        }
+        let vram = region.class == MemoryClass::Device;
+        let mut c = XeGemCreate {
+            size,
+            placement: 1 << region.instance,
+            flags: if vram {
+                DRM_XE_GEM_CREATE_FLAG_NEEDS_VISIBLE_VRAM
+            } else {
+                0
+            },
+            // VRAM must be write-combined for the CPU; system memory WB.
+            cpu_caching: if vram {
+                DRM_XE_GEM_CPU_CACHING_WC
+            } else {
+                DRM_XE_GEM_CPU_CACHING_WB
+            },
+            ..Default::default()
+        };
+        // SAFETY: GEM_CREATE takes a drm_xe_gem_create (no extensions).
+        unsafe { update::<DRM_IOCTL_XE_GEM_CREATE, _>(self.fd(), &mut c) }?;
+        Ok(c.handle)
+    }
+
+    fn mmap(&self, handle: u32, size: u64, _region: &KernelRegion) -> Result<NonNull<u8>, Errno> {
+        let mut m = XeGemMmapOffset {
+            handle,
+            ..Default::default()
+        };
+        // SAFETY: GEM_MMAP_OFFSET takes a drm_xe_gem_mmap_offset (no pointers).
+        unsafe { update::<DRM_IOCTL_XE_GEM_MMAP_OFFSET, _>(self.fd(), &mut m) }?;
+        map_offset(self.fd(), m.offset, size)
+    }
+
+    fn munmap(&self, ptr: NonNull<u8>, size: u64) {
+        unmap(ptr, size);
+    }
+
+    fn export(&self, handle: u32) -> Result<OwnedFd, Errno> {
+        prime_export(self.fd(), handle)
+    }
+
+    fn madvise(&self, _handle: u32, _madv: Madv) -> Result<Option<bool>, Errno> {
+        Ok(None)
+    }
+
+    fn busy(&self, handle: u32) -> Result<bool, Errno> {
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        Ok(!self.idle(handle, Some(&zero))?)
+    }
+
+    fn wait(&self, handle: u32, timeout_ns: i64) -> Result<(), Errno> {
+        let t = Timespec {
+            tv_sec: timeout_ns.max(0) / 1_000_000_000,
+            tv_nsec: timeout_ns.max(0) % 1_000_000_000,
+        };
+        match self.idle(handle, Some(&t))? {
+            true => Ok(()),
+            false => Err(Errno::TIME),
+        }
+    }
+
+    fn close(&self, handle: u32) {
+        gem_close(self.fd(), handle);
+    }
+}

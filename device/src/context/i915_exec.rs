@@ -1,0 +1,297 @@
+//! GEM contexts and GEM_EXECBUFFER2 of the i915 native context: the checks
+//! every request passes, and where it runs.
+//!
+//! * On a host Intel GPU ([`BufferManager::gpu_kernel`]) a GEM context is a
+//!   kernel context created with the guest's parameters, and a submission
+//!   is forwarded to the kernel: guest resource ids become kernel GEM
+//!   handles (objects pinned from validation until the fence is
+//!   attached), relocation targets are translated the same way, and the
+//!   kernel's out-fence (a sync_file) becomes the submission's fence — the
+//!   buffers stay busy and the guest's virtio fence completes when the GPU
+//!   is done.
+//! * On the emulated device nothing executes: the buffers are validated
+//!   and marked busy with an emulated-engine fence.
+//!
+//! Guest fence flags (FENCE_IN/OUT/ARRAY/SUBMIT, USE_EXTENSIONS) carry
+//! guest descriptors and pointers; guest fences are virtio-gpu fences
+//! here, so those flags are dropped. SECURE batches and unknown flags are
+//! refused with EINVAL.
+//!
+//! Must not: decode wire formats (guest-proto does) or write responses
+//! (the context does).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use vgpu_backend::intel::uapi::{
+    I915ExecObject2, I915RelocationEntry, EXEC_OBJECT_CAPTURE, EXEC_OBJECT_PAD_TO_SIZE,
+    I915_EXEC_BATCH_FIRST, I915_EXEC_BSD_MASK, I915_EXEC_CONSTANTS_MASK, I915_EXEC_FENCE_ARRAY,
+    I915_EXEC_FENCE_IN, I915_EXEC_FENCE_OUT, I915_EXEC_FENCE_SUBMIT, I915_EXEC_GEN7_SOL_RESET,
+    I915_EXEC_HANDLE_LUT, I915_EXEC_IS_PINNED, I915_EXEC_NO_RELOC, I915_EXEC_RING_MASK,
+    I915_EXEC_USE_EXTENSIONS,
+};
+use vgpu_backend::intel::{ContextParam, GemKernel, GpuExec};
+use vgpu_backend::{BoError, BufferManager, Fence, ObjectId, PinReason};
+use vgpu_proto::native::{
+    ContextSetParam, ExecObject2, GemExecbuffer2Req, RelocationEntry, EINVAL, ENOENT, ENOMEM, EPERM,
+};
+
+use super::i915::NativeEnv;
+
+/// `EFAULT`: a purged (or DONTNEED, on the kernel) buffer in an execbuffer.
+pub const EFAULT: i32 = 14;
+
+/// Execbuffer flags a guest may pass through.
+const GUEST_EXEC_FLAGS: u64 = I915_EXEC_RING_MASK
+    | I915_EXEC_CONSTANTS_MASK
+    | I915_EXEC_GEN7_SOL_RESET
+    | I915_EXEC_IS_PINNED
+    | I915_EXEC_NO_RELOC
+    | I915_EXEC_HANDLE_LUT
+    | I915_EXEC_BSD_MASK
+    | I915_EXEC_BATCH_FIRST;
+
+/// Fence flags, dropped (see the module docs).
+const GUEST_FENCE_FLAGS: u64 = I915_EXEC_FENCE_IN
+    | I915_EXEC_FENCE_OUT
+    | I915_EXEC_FENCE_ARRAY
+    | I915_EXEC_FENCE_SUBMIT
+    | I915_EXEC_USE_EXTENSIONS;
+
+/// Exec-object flags a guest may pass (every `EXEC_OBJECT_*` up to CAPTURE).
+const GUEST_OBJECT_FLAGS: u64 = (EXEC_OBJECT_CAPTURE << 1) - 1;
+
+/// `I915_CONTEXT_PARAM_PRIORITY`.
+const PARAM_PRIORITY: u64 = 0x6;
+/// `I915_CONTEXT_PARAM_SSEU` (data: `drm_i915_gem_context_param_sseu`).
+const PARAM_SSEU: u64 = 0x7;
+/// `I915_CONTEXT_PARAM_VM`: a VM id, which guests have no way to make.
+const PARAM_VM: u64 = 0x9;
+/// `I915_CONTEXT_PARAM_ENGINES` (data: `i915_context_param_engines`).
+const PARAM_ENGINES: u64 = 0xa;
+/// `sizeof(struct drm_i915_gem_context_param_sseu)`.
+const SSEU_SIZE: usize = 32;
+
+/// The guest's execbuffer flags as passed to the kernel.
+pub fn exec_flags(flags: u64) -> Result<u64, i32> {
+    let flags = flags & !GUEST_FENCE_FLAGS;
+    if flags & !GUEST_EXEC_FLAGS != 0 {
+        return Err(EINVAL);
+    }
+    Ok(flags)
+}
+
+/// Checks GEM_CONTEXT_CREATE's setparams; the parameters to create a
+/// kernel context with.
+pub fn context_params(params: &[ContextSetParam<'_>]) -> Result<Vec<ContextParam>, i32> {
+    let mut out = Vec::with_capacity(params.len());
+    for p in params {
+        let param = p.setparam.param.param.get();
+        let value = p.setparam.param.value.get();
+        let data = match param {
+            // Above-default priority is for privileged processes
+            // (virglrenderer refuses it too).
+            PARAM_PRIORITY if (value as i64) > 0 => return Err(EPERM),
+            PARAM_VM => return Err(EINVAL),
+            PARAM_SSEU if p.data.len() == SSEU_SIZE => p.data.to_vec(),
+            // `extensions` (the first u64) would be a guest pointer.
+            PARAM_ENGINES
+                if p.data.len() >= 8
+                    && (p.data.len() - 8) % 4 == 0
+                    && p.data[..8].iter().all(|b| *b == 0) =>
+            {
+                p.data.to_vec()
+            }
+            PARAM_SSEU | PARAM_ENGINES => return Err(EINVAL),
+            // BAN_PERIOD … PROTECTED_CONTENT, LOW_LATENCY: plain values.
+            0x1..=0xe if p.data.is_empty() => Vec::new(),
+            _ => return Err(EINVAL),
+        };
+        out.push(ContextParam { param, value, data });
+    }
+    Ok(out)
+}
+
+/// The errno a guest gets for a buffer that cannot be used.
+fn errno_of(e: &BoError) -> i32 {
+    match e {
+        BoError::Purged(_) => EFAULT,
+        e if e.is_out_of_memory() => ENOMEM,
+        _ => EINVAL,
+    }
+}
+
+/// A checked GEM_EXECBUFFER2.
+pub struct Execbuffer<'a> {
+    /// The request.
+    pub req: &'a GemExecbuffer2Req,
+    /// Its exec objects (handles are resource ids).
+    pub buffers: &'a [ExecObject2],
+    /// Its relocations, object by object.
+    pub relocs: &'a [RelocationEntry],
+    /// The buffer of each exec object, in order.
+    pub objects: Vec<ObjectId>,
+    /// The kernel context (0: default).
+    pub host_context: u32,
+}
+
+impl Execbuffer<'_> {
+    /// Validates the request against the context's state and the buffer
+    /// manager: context, flags, distinct objects, batch range.
+    pub fn check(
+        req: &GemExecbuffer2Req,
+        gem_contexts: &BTreeMap<u64, u32>,
+        objects: &[ObjectId],
+        bm: &BufferManager,
+    ) -> Result<u32, i32> {
+        let host_context = match req.context_id.get() {
+            0 => 0,
+            id => *gem_contexts.get(&id).ok_or(ENOENT)?,
+        };
+        let flags = exec_flags(req.flags.get())?;
+        if objects.is_empty() {
+            return Err(EINVAL);
+        }
+        let mut seen = HashSet::with_capacity(objects.len());
+        if !objects.iter().all(|o| seen.insert(*o)) {
+            return Err(EINVAL);
+        }
+        let batch = match flags & I915_EXEC_BATCH_FIRST {
+            0 => objects[objects.len() - 1],
+            _ => objects[0],
+        };
+        let batch_size = bm.size(batch).map_err(|_| EINVAL)?;
+        let batch_end = u64::from(req.batch_start_offset.get()) + u64::from(req.batch_len.get());
+        if batch_end > batch_size {
+            return Err(EINVAL);
+        }
+        Ok(host_context)
+    }
+
+    /// Runs it on the emulated engine.
+    pub fn run_emulated(&self, env: &mut NativeEnv<'_>) -> Result<Fence, i32> {
+        for obj in &self.objects {
+            env.bm.validate(*obj, None).map_err(|e| errno_of(&e))?;
+        }
+        let fence = env.engine.submit();
+        for obj in &self.objects {
+            let _ = env.bm.set_busy(*obj, fence.clone());
+        }
+        Ok(fence)
+    }
+
+    /// Forwards it to the host kernel.
+    pub fn run_on_kernel(
+        &self,
+        kernel: &Arc<dyn GemKernel>,
+        env: &mut NativeEnv<'_>,
+    ) -> Result<Fence, i32> {
+        let mut pinned = Vec::with_capacity(self.objects.len());
+        let result = self.pin_and_submit(kernel, env, &mut pinned);
+        for obj in pinned {
+            let _ = env.bm.unpin(obj, PinReason::Gpu);
+        }
+        result
+    }
+
+    fn pin_and_submit(
+        &self,
+        kernel: &Arc<dyn GemKernel>,
+        env: &mut NativeEnv<'_>,
+        pinned: &mut Vec<ObjectId>,
+    ) -> Result<Fence, i32> {
+        let mut handles = Vec::with_capacity(self.objects.len());
+        for obj in &self.objects {
+            handles.push(env.bm.pin_for_gpu(*obj).map_err(|e| errno_of(&e))?);
+            pinned.push(*obj);
+        }
+        let mut exec = self.translate(&handles)?;
+        let out_fence = kernel.execbuffer(&mut exec).map_err(|e| e.raw_os_error())?;
+        let fence = env.engine.track(out_fence);
+        for obj in &self.objects {
+            let _ = env.bm.set_busy(*obj, fence.clone());
+        }
+        Ok(fence)
+    }
+
+    /// The submission in kernel terms, given each object's kernel handle.
+    fn translate(&self, handles: &[u32]) -> Result<GpuExec, i32> {
+        let flags = exec_flags(self.req.flags.get())?;
+        let by_resource: HashMap<u32, u32> = self
+            .buffers
+            .iter()
+            .zip(handles)
+            .map(|(b, h)| (b.handle.get(), *h))
+            .collect();
+        let mut objects = Vec::with_capacity(self.buffers.len());
+        for (b, handle) in self.buffers.iter().zip(handles) {
+            let obj_flags = b.flags.get();
+            if obj_flags & !GUEST_OBJECT_FLAGS != 0 {
+                return Err(EINVAL);
+            }
+            objects.push(I915ExecObject2 {
+                handle: *handle,
+                relocation_count: b.relocation_count.get(),
+                relocs_ptr: 0,
+                alignment: b.alignment.get(),
+                offset: b.offset.get(),
+                flags: obj_flags,
+                rsvd1: if obj_flags & EXEC_OBJECT_PAD_TO_SIZE != 0 {
+                    b.rsvd1.get()
+                } else {
+                    0
+                },
+                rsvd2: 0,
+            });
+        }
+        let lut = flags & I915_EXEC_HANDLE_LUT != 0;
+        let relocs = self
+            .relocs
+            .iter()
+            .map(|r| {
+                let target = r.target_handle.get();
+                Ok(I915RelocationEntry {
+                    // With HANDLE_LUT the target is an index into the list.
+                    target_handle: if lut {
+                        target
+                    } else {
+                        *by_resource.get(&target).ok_or(ENOENT)?
+                    },
+                    delta: r.delta.get(),
+                    offset: r.offset.get(),
+                    presumed_offset: r.presumed_offset.get(),
+                    read_domains: r.read_domains.get(),
+                    write_domain: r.write_domain.get(),
+                })
+            })
+            .collect::<Result<Vec<_>, i32>>()?;
+        Ok(GpuExec {
+            context: self.host_context,
+            objects,
+            relocs,
+            batch_start: self.req.batch_start_offset.get(),
+            batch_len: self.req.batch_len.get(),
+            flags,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_flags_are_filtered_and_privileged_ones_refused() {
+        assert_eq!(
+            exec_flags(1 | I915_EXEC_NO_RELOC),
+            Ok(1 | I915_EXEC_NO_RELOC)
+        );
+        assert_eq!(
+            exec_flags(I915_EXEC_BATCH_FIRST | I915_EXEC_FENCE_OUT | I915_EXEC_FENCE_IN),
+            Ok(I915_EXEC_BATCH_FIRST)
+        );
+        assert_eq!(exec_flags(1 << 9), Err(EINVAL), "I915_EXEC_SECURE");
+        assert_eq!(exec_flags(1 << 15), Err(EINVAL), "resource streamer");
+        assert_eq!(exec_flags(1 << 40), Err(EINVAL), "unknown high bit");
+    }
+}

@@ -1,0 +1,300 @@
+//! The device end to end over a fake Intel kernel (no Intel GPU here):
+//! the guest's native context sees the kernel's memory regions, its blobs
+//! are GEM objects mapped into the host-visible region through their
+//! dma-bufs, madvise reaches the kernel, GEM contexts and GEM_EXECBUFFER2
+//! are forwarded with handle translation and the kernel's out-fence, and
+//! everything is closed when the VM leaves.
+
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vgpu_backend::intel::fake::{FakeKernel, Flavor, FAKE_DEVICE_ID, FAKE_TOPOLOGY};
+use vgpu_backend::intel::{GemDriver, GemKernel};
+use vgpu_backend::pressure::{MonitorConfig, SourceChoice};
+use vgpu_backend::BufferManager;
+use vgpu_device::admin::protocol::StatsReply;
+use vgpu_device::admin::{AdminClient, Request};
+use vgpu_device::config::DeviceConfig;
+use vgpu_proto::native::*;
+use vgpu_proto::virtio_gpu::*;
+use vgpu_tests::backend::RunningBackend;
+use vgpu_tests::cmd::*;
+use vgpu_tests::vmm::{Request as QueueRequest, Vmm, VmmOptions, CTRL};
+
+const MIB: u64 = 1 << 20;
+
+fn backend_over(kernel: &Arc<FakeKernel>) -> RunningBackend {
+    let k: Arc<dyn GemKernel> = kernel.clone();
+    let bm = BufferManager::new(&GemDriver::new(k).unwrap()).unwrap();
+    RunningBackend::with_buffer_manager(
+        DeviceConfig::default(),
+        MonitorConfig {
+            source: SourceChoice::None,
+            ..MonitorConfig::default()
+        },
+        bm,
+        1,
+    )
+    .unwrap()
+}
+
+fn system() -> [MemoryClassInstance; 1] {
+    [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)]
+}
+
+#[test]
+fn guest_blobs_are_gem_objects_of_the_kernel() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    for flavor in [Flavor::I915, Flavor::Xe] {
+        let kernel = Arc::new(FakeKernel::new(flavor, 512 * MIB, &[64 * MIB]));
+        let mut b = backend_over(&kernel);
+        let mut vmm = Vmm::connect(b.socket(), VmmOptions::default()).unwrap();
+        let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+        // The guest sees the kernel's regions.
+        let (_, p) = nc
+            .submit(
+                &mut vmm,
+                &[queryparam(DRM_I915_QUERY_MEMORY_REGIONS, 16 + 2 * 88)],
+            )
+            .unwrap();
+        let rsp = nc.response(&vmm, &p[0]).unwrap();
+        assert!(rsp.len() >= 8 + 16 + 2 * 88, "{} bytes", rsp.len());
+        // A blob in device memory, mapped, written, mapped again elsewhere.
+        let regions = [
+            MemoryClassInstance::new(I915_MEMORY_CLASS_DEVICE, 0),
+            MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0),
+        ];
+        nc.gem_blob(&mut vmm, 1, 1, 2 * MIB, &regions).unwrap();
+        let region = vmm.hostmem.clone().unwrap();
+        assert!(matches!(
+            vmm.command(&map_blob(1, MIB)).unwrap().1,
+            Response::MapInfo(_)
+        ));
+        region.write(MIB, &[0xab; 4096]).unwrap();
+        ok(vmm.command(&unmap_blob(1)).unwrap().1).unwrap();
+        assert!(matches!(
+            vmm.command(&map_blob(1, 8 * MIB)).unwrap().1,
+            Response::MapInfo(_)
+        ));
+        let mut back = [0u8; 4096];
+        region.read(8 * MIB, &mut back).unwrap();
+        assert_eq!(back, [0xab; 4096], "the same GEM object's pages");
+        assert_eq!(kernel.bytes_in(1), 2 * MIB, "placed in device memory");
+        ok(vmm.command(&unmap_blob(1)).unwrap().1).unwrap();
+        // madvise: i915 passes it to the kernel; the kernel's purge is
+        // reported to the guest as retained = 0.
+        let (_, p) = nc
+            .submit(&mut vmm, &[gem_madvise_resource(1, I915_MADV_DONTNEED)])
+            .unwrap();
+        assert_eq!(
+            nc.read::<GemMadviseRsp>(&vmm, &p[0])
+                .unwrap()
+                .retained
+                .get(),
+            1
+        );
+        let purged = kernel.purge_dontneed();
+        let (_, p) = nc
+            .submit(&mut vmm, &[gem_madvise_resource(1, I915_MADV_WILLNEED)])
+            .unwrap();
+        let retained = nc
+            .read::<GemMadviseRsp>(&vmm, &p[0])
+            .unwrap()
+            .retained
+            .get();
+        match flavor {
+            Flavor::I915 => assert_eq!((purged, retained), (1, 0)),
+            Flavor::Xe => assert_eq!((purged, retained), (0, 1), "no kernel madvise on xe"),
+        }
+        // The admin socket names the driver.
+        let mut c = AdminClient::connect(b.admin_socket().unwrap()).unwrap();
+        let s: StatsReply = c.call(&Request::Stats {}).unwrap();
+        assert_eq!(s.driver, kernel.driver());
+        assert!(s.regions.iter().all(|r| !r.emulated));
+        vmm.disconnect();
+        b.join(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            kernel.live_objects(),
+            0,
+            "every GEM handle closed after the VM left"
+        );
+    }
+}
+
+fn exec_ret(nc: &mut NativeContext, vmm: &mut Vmm, req: &I915Request<'_>) -> i32 {
+    let (r, p) = nc.submit(vmm, std::slice::from_ref(req)).unwrap();
+    ok(r).unwrap();
+    match req {
+        I915Request::GemContextCreate { .. } => {
+            let rsp = nc.read::<GemContextCreateRsp>(vmm, &p[0]).unwrap();
+            match rsp.ret.get() {
+                0 => rsp.ctx_id.get() as i32,
+                e => -e,
+            }
+        }
+        _ => -nc.read::<GemExecbuffer2Rsp>(vmm, &p[0]).unwrap().ret.get(),
+    }
+}
+
+#[test]
+fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let kernel = Arc::new(FakeKernel::new(Flavor::I915, 512 * MIB, &[]));
+    let mut b = backend_over(&kernel);
+    let mut vmm = Vmm::connect(b.socket(), VmmOptions::default()).unwrap();
+    let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+    // The guest's driver sees the host GPU: its ids and its topology.
+    let topo = FAKE_TOPOLOGY.len() as u32;
+    let (_, p) = nc
+        .submit(&mut vmm, &[getparam(4), queryparam(1, topo)])
+        .unwrap();
+    let gp = nc.read::<GetParamRsp>(&vmm, &p[0]).unwrap();
+    assert_eq!((gp.ret.get(), gp.value.get()), (0, FAKE_DEVICE_ID));
+    let q = nc.response(&vmm, &p[1]).unwrap();
+    assert_eq!(
+        i32::from_le_bytes(q[12..16].try_into().unwrap()),
+        topo as i32
+    );
+    assert_eq!(&q[16..], FAKE_TOPOLOGY);
+    nc.gem_blob(&mut vmm, 1, 11, 64 * 1024, &system()).unwrap(); // target
+    nc.gem_blob(&mut vmm, 2, 12, 4096, &system()).unwrap(); // batch
+    let ctx = exec_ret(&mut nc, &mut vmm, &gem_context_create(0));
+    assert!(ctx > 0, "GEM_CONTEXT_CREATE answered {ctx}");
+    assert_eq!(kernel.contexts().len(), 1, "a kernel context backs it");
+
+    // Object 11 has one relocation pointing at the batch (resource 12).
+    let objs = [
+        ExecObject2 {
+            relocation_count: 1.into(),
+            flags: (1u64 << 2).into(), // EXEC_OBJECT_WRITE
+            ..exec_object(11)
+        },
+        exec_object(12),
+    ];
+    let relocs = [RelocationEntry {
+        target_handle: 12.into(),
+        offset: 64.into(),
+        ..RelocationEntry::default()
+    }];
+    // RENDER, NO_RELOC, and a guest FENCE_OUT the host drops.
+    let flags = 1 | (1 << 11) | (1 << 17);
+    let mut builder_req = gem_execbuffer2(ctx as u64, flags, 64, &objs, &relocs);
+    nc.builder.push(&builder_req).unwrap();
+    let stream = nc.builder.take_stream();
+    let Command::Submit3d { mut cmd, data } = submit_3d(1, &stream) else {
+        unreachable!()
+    };
+    cmd.hdr = fenced(cmd.hdr, 7, Some(0));
+    let (head, out) = vmm
+        .post(
+            CTRL,
+            &QueueRequest::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
+        )
+        .unwrap();
+    // The kernel has not finished: the fenced command waits, the buffers
+    // are busy for the guest.
+    assert!(
+        vmm.wait_used(CTRL, Duration::from_millis(300)).is_err(),
+        "completed before the kernel's fence signaled"
+    );
+    let subs = kernel.submissions();
+    assert_eq!(subs.len(), 1);
+    let s = &subs[0];
+    assert_eq!(s.context, kernel.contexts().keys().copied().next().unwrap());
+    assert_eq!(s.flags, 1 | (1 << 11), "guest fence flags dropped");
+    assert_eq!(s.batch, (0, 64));
+    assert_eq!(s.handles.len(), 2);
+    assert_eq!(
+        s.reloc_targets,
+        vec![s.handles[1]],
+        "relocation target translated to the batch's handle"
+    );
+    assert!(s.handles.iter().all(|h| kernel.busy(*h).unwrap()));
+    // The kernel finishes; the engine sees the out-fence and the guest's
+    // fence completes.
+    assert_eq!(kernel.complete_all(), 1);
+    let used = vmm.wait_used(CTRL, Duration::from_secs(5)).unwrap();
+    assert_eq!(used.iter().map(|u| u.head).collect::<Vec<_>>(), vec![head]);
+    let (rh, r) = Response::decode(&vmm.read_response(&out, used[0].len).unwrap()).unwrap();
+    assert_eq!((r, rh.fence_id.get()), (Response::OkNoData, 7));
+    vmm.reset_scratch();
+    let (_, p) = nc.submit(&mut vmm, &[gem_busy(11)]).unwrap();
+    assert_eq!(nc.read::<GemBusyRsp>(&vmm, &p[0]).unwrap().busy.get(), 0);
+
+    // What the kernel refuses, and what vgpu refuses before it.
+    let secure = gem_execbuffer2(ctx as u64, 1 << 9, 0, &objs[1..], &[]);
+    assert_eq!(
+        exec_ret(&mut nc, &mut vmm, &secure),
+        -EINVAL,
+        "I915_EXEC_SECURE"
+    );
+    let unknown_ctx = gem_execbuffer2(99, 0, 0, &objs[1..], &[]);
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &unknown_ctx), -ENOENT);
+    let twice = [exec_object(12), exec_object(12)];
+    assert_eq!(
+        exec_ret(&mut nc, &mut vmm, &gem_execbuffer2(0, 0, 0, &twice, &[])),
+        -EINVAL
+    );
+    let misaligned = gem_execbuffer2(0, 0, 12, &objs[1..], &[]);
+    assert_eq!(
+        exec_ret(&mut nc, &mut vmm, &misaligned),
+        -EINVAL,
+        "the kernel's batch_len check"
+    );
+    let (_, p) = nc
+        .submit(&mut vmm, &[gem_madvise_resource(12, I915_MADV_DONTNEED)])
+        .unwrap();
+    assert_eq!(nc.read::<GemMadviseRsp>(&vmm, &p[0]).unwrap().ret.get(), 0);
+    builder_req = gem_execbuffer2(0, 0, 0, &objs[1..], &[]);
+    assert_eq!(
+        exec_ret(&mut nc, &mut vmm, &builder_req),
+        -14,
+        "EFAULT from the kernel for a DONTNEED batch"
+    );
+    assert_eq!(
+        kernel.submissions().len(),
+        1,
+        "nothing refused reached the GPU"
+    );
+
+    // GEM_CONTEXT_DESTROY reaches the kernel; a VM leaving destroys the rest.
+    let destroy = I915Request::IoctlSimple {
+        req: IoctlSimpleReq {
+            cmd: vgpu_device::context::i915::DRM_IOCTL_I915_GEM_CONTEXT_DESTROY.into(),
+            ..IoctlSimpleReq::default()
+        },
+        payload: &(ctx as u64).to_le_bytes(),
+    };
+    let (_, p) = nc.submit(&mut vmm, &[destroy]).unwrap();
+    assert_eq!(nc.read::<IoctlSimpleRsp>(&vmm, &p[0]).unwrap().ret.get(), 0);
+    assert!(kernel.contexts().is_empty());
+    assert!(exec_ret(&mut nc, &mut vmm, &gem_context_create(0)) > 0);
+    vmm.disconnect();
+    b.join(Duration::from_secs(10)).unwrap();
+    assert!(
+        kernel.contexts().is_empty(),
+        "kernel contexts destroyed with the VM"
+    );
+    assert_eq!(kernel.live_objects(), 0);
+}
+
+#[test]
+fn on_xe_native_submission_says_enodev_and_buffers_still_work() {
+    let kernel = Arc::new(FakeKernel::new(Flavor::Xe, 512 * MIB, &[]));
+    let mut b = backend_over(&kernel);
+    let mut vmm = Vmm::connect(b.socket(), VmmOptions::default()).unwrap();
+    let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+    nc.gem_blob(&mut vmm, 1, 11, 4096, &system()).unwrap();
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &gem_context_create(0)), -19);
+    let objs = [exec_object(11)];
+    assert_eq!(
+        exec_ret(&mut nc, &mut vmm, &gem_execbuffer2(0, 0, 0, &objs, &[])),
+        -19
+    );
+    assert!(kernel.submissions().is_empty());
+    vmm.disconnect();
+    b.join(Duration::from_secs(10)).unwrap();
+    assert_eq!(kernel.live_objects(), 0);
+}

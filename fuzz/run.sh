@@ -16,7 +16,7 @@ flags=("$@")
 [ ${#flags[@]} -gt 0 ] || flags=(-max_total_time=20)
 
 cargo fuzz build -s none
-for target in decode dispatch native admin; do
+for target in decode dispatch native native_gpu admin; do
     mkdir -p "corpus/$target"
     echo "== fuzz $target ${flags[*]}"
     cargo fuzz run -s none "$target" "corpus/$target" "seeds/$target" -- \

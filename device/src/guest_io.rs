@@ -210,21 +210,9 @@ impl GuestBacking {
         len: u64,
         dst: &VolatileSlice<'_>,
     ) -> Result<(), CopyError> {
-        let segments = self
-            .segments(offset, len)
-            .ok_or(CopyError::OutOfBacking { offset, len })?;
-        let mut at = 0usize;
-        for (addr, n) in segments {
-            let src = mem
-                .get_slice(addr, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-            let to = dst
-                .subslice(at, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-            src.copy_to_volatile_slice(to);
-            at += n;
-        }
-        Ok(())
+        self.copy_mapped(mem, offset, len, dst, |guest, host| {
+            guest.copy_to_volatile_slice(host)
+        })
     }
 
     /// Copies `len` bytes of `src` into the backing at `offset`.
@@ -235,18 +223,33 @@ impl GuestBacking {
         len: u64,
         src: &VolatileSlice<'_>,
     ) -> Result<(), CopyError> {
+        self.copy_mapped(mem, offset, len, src, |guest, host| {
+            host.copy_to_volatile_slice(guest)
+        })
+    }
+
+    /// Walks the backing's segments of `offset..offset+len` alongside
+    /// `mapped`, calling `copy(guest segment, mapped segment)` on each pair.
+    fn copy_mapped(
+        &self,
+        mem: &GuestMem,
+        offset: u64,
+        len: u64,
+        mapped: &VolatileSlice<'_>,
+        copy: impl Fn(VolatileSlice<'_>, VolatileSlice<'_>),
+    ) -> Result<(), CopyError> {
         let segments = self
             .segments(offset, len)
             .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut at = 0usize;
         for (addr, n) in segments {
-            let to = mem
+            let guest = mem
                 .get_slice(addr, n)
                 .map_err(|e| CopyError::Guest(e.to_string()))?;
-            let from = src
+            let host = mapped
                 .subslice(at, n)
                 .map_err(|e| CopyError::Guest(e.to_string()))?;
-            from.copy_to_volatile_slice(to);
+            copy(guest, host);
             at += n;
         }
         Ok(())

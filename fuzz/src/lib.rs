@@ -5,7 +5,10 @@
 //! The targets: `decode` (request/response decoding), `dispatch` (sequences
 //! of well-formed and malformed commands through the dispatcher), `native`
 //! (native-context request streams executed against the buffer manager),
-//! `admin` (the admin protocol).
+//! `native_gpu` (the same streams on a fake i915 kernel, so GEM contexts and
+//! GEM_EXECBUFFER2 take the forwarding path: handle and relocation
+//! translation, flag filtering, kernel fences), `admin` (the admin
+//! protocol).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -13,6 +16,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arbitrary::Arbitrary;
+use vgpu_backend::intel::fake::{FakeKernel, Flavor};
+use vgpu_backend::intel::{GemDriver, GemKernel};
 use vgpu_backend::BufferManager;
 use vgpu_device::config::{DeviceConfig, Limits};
 use vgpu_device::display::{DisplaySink, FrontendMode};
@@ -33,6 +38,16 @@ pub const HOSTMEM: u64 = 16 << 20;
 /// would dominate); each input gets its own VM account, checked empty after.
 pub static BM: LazyLock<BufferManager> =
     LazyLock::new(|| BufferManager::emulated_with_cache(4 << 20, 1 << 20).expect("buffer manager"));
+
+/// The fake i915 kernel behind [`GPU_BM`].
+pub static GPU_KERNEL: LazyLock<Arc<FakeKernel>> =
+    LazyLock::new(|| Arc::new(FakeKernel::new(Flavor::I915, 64 << 20, &[4 << 20])));
+
+/// A buffer manager over [`GPU_KERNEL`]: guest blobs are its GEM objects.
+pub static GPU_BM: LazyLock<BufferManager> = LazyLock::new(|| {
+    let kernel: Arc<dyn GemKernel> = GPU_KERNEL.clone();
+    BufferManager::new(&GemDriver::new(kernel).expect("GEM driver")).expect("buffer manager")
+});
 
 /// Guest memory for every input (its contents do not matter).
 pub static MEM: LazyLock<GuestMem> = LazyLock::new(|| {
@@ -133,11 +148,21 @@ pub struct Rig {
     /// Its host-visible region.
     pub mapper: Arc<FakeMapper>,
     vm: vgpu_backend::OwnerId,
+    bm: &'static BufferManager,
 }
 
 impl Rig {
-    /// A fresh VM on the shared buffer manager, with small limits.
+    /// A fresh VM on the shared emulated buffer manager, with small limits.
     pub fn new() -> Self {
+        Self::on(&BM)
+    }
+
+    /// A fresh VM on the fake i915 kernel's buffer manager.
+    pub fn on_gpu() -> Self {
+        Self::on(&GPU_BM)
+    }
+
+    fn on(bm: &'static BufferManager) -> Self {
         let cfg = DeviceConfig {
             hostmem_size: HOSTMEM,
             limits: Limits {
@@ -150,13 +175,18 @@ impl Rig {
             vm_quota: Some(64 << 20),
             ..DeviceConfig::default()
         };
-        let vm = BM.create_owner("fuzz", None).expect("owner");
-        BM.set_quota(vm, cfg.vm_quota).expect("quota");
-        let mut gpu = VirtioGpu::new(Arc::new(cfg), BM.clone(), vm);
+        let vm = bm.create_owner("fuzz", None).expect("owner");
+        bm.set_quota(vm, cfg.vm_quota).expect("quota");
+        let mut gpu = VirtioGpu::new(Arc::new(cfg), bm.clone(), vm);
         let mapper = Arc::new(FakeMapper::default());
         gpu.set_mapper(Some(mapper.clone()));
         gpu.set_display(Some(Box::new(NullDisplay)));
-        Self { gpu, mapper, vm }
+        Self {
+            gpu,
+            mapper,
+            vm,
+            bm,
+        }
     }
 
     /// Sends `bytes` as one request through the real decoder.
@@ -179,17 +209,23 @@ impl Rig {
                 .is_empty(),
             "mappings left after reset"
         );
-        let s = BM.owner_stats(self.vm).expect("owner stats");
+        let bm = self.bm;
+        let s = bm.owner_stats(self.vm).expect("owner stats");
         assert_eq!(
             (s.objects, s.charged, s.pinned),
             (0, 0, 0),
             "the VM holds memory after reset: {s:?}"
         );
-        BM.destroy_owner(self.vm).expect("destroy owner");
-        let stats = BM.stats();
+        bm.destroy_owner(self.vm).expect("destroy owner");
+        let stats = bm.stats();
         assert_eq!(stats.objects, 0, "objects left");
         for r in &stats.regions {
             assert_eq!(r.used, 0, "region {} still hands out memory", r.info.name);
+        }
+        if std::ptr::eq(bm, &*GPU_BM) {
+            GPU_KERNEL.complete_all();
+            assert_eq!(GPU_KERNEL.live_objects(), 0, "GEM handles left open");
+            assert!(GPU_KERNEL.contexts().is_empty(), "kernel GEM contexts left");
         }
     }
 }
@@ -337,7 +373,7 @@ pub enum Op {
 }
 
 /// A native-context request.
-#[derive(Arbitrary, Debug)]
+#[derive(Arbitrary, Debug, Clone)]
 pub enum NativeOp {
     /// GETPARAM.
     GetParam(u8),
@@ -361,12 +397,14 @@ pub enum NativeOp {
     Close { blob_id: u8 },
     /// GEM_CONTEXT_CREATE.
     ContextCreate { flags: u8 },
-    /// GEM_EXECBUFFER2 with these resources.
+    /// GEM_EXECBUFFER2 with these resources and relocations
+    /// (object index, target resource).
     Exec {
         ctx: u8,
-        flags: u8,
+        flags: u32,
         batch_len: u16,
         res: Vec<u8>,
+        relocs: Vec<(u8, u8)>,
     },
     /// Raw bytes in the stream.
     Raw(Vec<u8>),
@@ -641,6 +679,7 @@ pub fn native_stream(reqs: &[NativeOp]) -> Vec<u8> {
     ];
     for r in reqs {
         let objs: Vec<native::ExecObject2>;
+        let relocs: Vec<native::RelocationEntry>;
         let req: I915Request<'_> = match r {
             NativeOp::GetParam(p) => native::getparam(u32::from(*p)),
             NativeOp::QueryParam { id: q, len } => {
@@ -683,18 +722,39 @@ pub fn native_stream(reqs: &[NativeOp]) -> Vec<u8> {
                 flags,
                 batch_len,
                 res,
+                relocs: rel,
             } => {
-                objs = res
+                let mut o: Vec<native::ExecObject2> = res
                     .iter()
                     .take(8)
                     .map(|r| native::exec_object(id(*r)))
                     .collect();
+                // Relocations in object order, counted per object.
+                let mut rel: Vec<(usize, u8)> = rel
+                    .iter()
+                    .take(16)
+                    .filter(|_| !o.is_empty())
+                    .map(|(i, t)| (usize::from(*i) % o.len().max(1), *t))
+                    .collect();
+                rel.sort_by_key(|(i, _)| *i);
+                for (i, _) in &rel {
+                    let n = o[*i].relocation_count.get();
+                    o[*i].relocation_count = (n + 1).into();
+                }
+                relocs = rel
+                    .iter()
+                    .map(|(_, t)| native::RelocationEntry {
+                        target_handle: id(*t).into(),
+                        ..native::RelocationEntry::default()
+                    })
+                    .collect();
+                objs = o;
                 native::gem_execbuffer2(
                     u64::from(*ctx % 4),
                     u64::from(*flags),
                     u32::from(*batch_len),
                     &objs,
-                    &[],
+                    &relocs,
                 )
             }
             NativeOp::Raw(bytes) => {
@@ -728,4 +788,37 @@ pub fn native_prologue(rig: &mut Rig) {
         let r = rig.request(&c.to_bytes());
         assert!(!matches!(r, Response::Error(_)), "prologue failed: {r:?}");
     }
+}
+
+/// One step of the native targets.
+#[derive(Arbitrary, Debug)]
+pub enum NativeStep {
+    /// Well-formed requests.
+    Native(Vec<NativeOp>),
+    /// Raw bytes as a SUBMIT_3D stream.
+    Raw(Vec<u8>),
+    /// A device command.
+    Device(Op),
+}
+
+/// Runs the native targets' input on `rig`, then checks it left nothing.
+pub fn run_native(mut rig: Rig, steps: &[NativeStep]) {
+    native_prologue(&mut rig);
+    for step in steps.iter().take(32) {
+        let bytes = match step {
+            NativeStep::Native(reqs) => Op::Native {
+                ctx: 1,
+                reqs: reqs.clone(),
+            }
+            .bytes(),
+            NativeStep::Raw(stream) => Op::Submit3d {
+                ctx: 1,
+                stream: stream.clone(),
+            }
+            .bytes(),
+            NativeStep::Device(op) => op.bytes(),
+        };
+        let _ = rig.request(&bytes);
+    }
+    rig.finish();
 }

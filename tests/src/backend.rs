@@ -262,37 +262,30 @@ impl RunningBackend {
     /// Waits (bounded) for the backend program to exit by itself; its exit
     /// status (killed after the timeout).
     pub fn wait(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| io::Error::other("not a backend program"))?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the backend did not exit",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_for_exit(timeout, "the backend did not exit")
     }
 
     /// Sends the backend program SIGTERM and waits (bounded) for it to
     /// exit; its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| io::Error::other("not a backend program"))?;
-        let pid = rustix::process::Pid::from_raw(child.id() as i32)
+        let pid = rustix::process::Pid::from_raw(self.program()?.id() as i32)
             .ok_or_else(|| io::Error::other("no pid"))?;
         rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        self.wait_for_exit(timeout, "the backend did not exit on SIGTERM (killed)")
+    }
+
+    fn program(&mut self) -> io::Result<&mut Child> {
+        self.child
+            .as_mut()
+            .ok_or_else(|| io::Error::other("not a backend program"))
+    }
+
+    fn wait_for_exit(
+        &mut self,
+        timeout: Duration,
+        why: &'static str,
+    ) -> io::Result<std::process::ExitStatus> {
+        let child = self.program()?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
@@ -301,10 +294,7 @@ impl RunningBackend {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the backend did not exit on SIGTERM (killed)",
-                ));
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
             }
             std::thread::sleep(Duration::from_millis(10));
         }

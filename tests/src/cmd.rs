@@ -326,6 +326,18 @@ impl NativeContext {
             .1)
     }
 
+    /// GEM_MADVISE of resource `res`; the `retained` answer (an error if
+    /// the host refused it).
+    pub fn madvise(&mut self, vmm: &mut Vmm, res: u32, madv: u32) -> io::Result<bool> {
+        let (r, p) = self.submit(vmm, &[native::gem_madvise_resource(res, madv)])?;
+        ok(r)?;
+        let rsp = self.read::<native::GemMadviseRsp>(vmm, &p[0])?;
+        match rsp.ret.get() {
+            0 => Ok(rsp.retained.get() != 0),
+            e => Err(io::Error::other(format!("GEM_MADVISE of {res}: errno {e}"))),
+        }
+    }
+
     /// The shared blob's seqno (the last request the host finished).
     pub fn seqno(&self, vmm: &Vmm) -> io::Result<u32> {
         let region = vmm

@@ -85,25 +85,9 @@ fn guest_blobs_are_gem_objects_of_the_kernel() {
         ok(vmm.command(&unmap_blob(1)).unwrap().1).unwrap();
         // madvise: i915 passes it to the kernel; the kernel's purge is
         // reported to the guest as retained = 0.
-        let (_, p) = nc
-            .submit(&mut vmm, &[gem_madvise_resource(1, I915_MADV_DONTNEED)])
-            .unwrap();
-        assert_eq!(
-            nc.read::<GemMadviseRsp>(&vmm, &p[0])
-                .unwrap()
-                .retained
-                .get(),
-            1
-        );
+        assert!(nc.madvise(&mut vmm, 1, I915_MADV_DONTNEED).unwrap());
         let purged = kernel.purge_dontneed();
-        let (_, p) = nc
-            .submit(&mut vmm, &[gem_madvise_resource(1, I915_MADV_WILLNEED)])
-            .unwrap();
-        let retained = nc
-            .read::<GemMadviseRsp>(&vmm, &p[0])
-            .unwrap()
-            .retained
-            .get();
+        let retained = u32::from(nc.madvise(&mut vmm, 1, I915_MADV_WILLNEED).unwrap());
         match flavor {
             Flavor::I915 => assert_eq!((purged, retained), (1, 0)),
             Flavor::Xe => assert_eq!((purged, retained), (0, 1), "no kernel madvise on xe"),
@@ -243,10 +227,7 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
         -EINVAL,
         "the kernel's batch_len check"
     );
-    let (_, p) = nc
-        .submit(&mut vmm, &[gem_madvise_resource(12, I915_MADV_DONTNEED)])
-        .unwrap();
-    assert_eq!(nc.read::<GemMadviseRsp>(&vmm, &p[0]).unwrap().ret.get(), 0);
+    assert!(nc.madvise(&mut vmm, 12, I915_MADV_DONTNEED).unwrap());
     builder_req = gem_execbuffer2(0, 0, 0, &objs[1..], &[]);
     assert_eq!(
         exec_ret(&mut nc, &mut vmm, &builder_req),

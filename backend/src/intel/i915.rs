@@ -8,7 +8,7 @@ use rustix::io::Errno;
 use rustix::ioctl::{ioctl, Opcode, Updater};
 
 use super::uapi::*;
-use super::{ContextParam, GemKernel, GpuExec, KernelRegion};
+use super::{parse_region_reply, ContextParam, GemKernel, GpuExec, KernelRegion};
 use crate::types::{Madv, MemoryClass};
 
 /// Runs an update-style ioctl.
@@ -132,34 +132,22 @@ impl I915Kernel {
     /// Parses a DRM_I915_QUERY_MEMORY_REGIONS reply.
     pub fn parse_regions(data: &[u8]) -> io::Result<Vec<KernelRegion>> {
         let head = size_of::<I915QueryMemoryRegions>();
-        let info = size_of::<I915MemoryRegionInfo>();
-        let n = data
-            .get(..4)
-            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| io::Error::other("short memory-regions reply"))?;
-        let mut out = Vec::new();
-        for i in 0..n {
-            let at = head + i * info;
-            let b = data
-                .get(at..at + info)
-                .ok_or_else(|| io::Error::other("truncated memory-regions reply"))?;
-            let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
-            let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-            let class = match u16_at(0) {
+        let each = size_of::<I915MemoryRegionInfo>();
+        parse_region_reply(data, head, each, |b| {
+            let class = match b.u16_at(0) {
                 I915_MEMORY_CLASS_SYSTEM => MemoryClass::System,
                 I915_MEMORY_CLASS_DEVICE => MemoryClass::Device,
-                _ => continue,
+                _ => return None,
             };
-            let free = u64_at(16);
-            out.push(KernelRegion {
+            let free = b.u64_at(16);
+            Some(KernelRegion {
                 class,
-                instance: u16_at(2),
-                size: u64_at(8),
+                instance: b.u16_at(2),
+                size: b.u64_at(8),
                 // u64::MAX: unknown (no CAP_PERFMON).
                 free: (free != u64::MAX).then_some(free),
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 }
 

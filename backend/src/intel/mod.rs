@@ -61,6 +61,48 @@ pub struct KernelRegion {
     pub free: Option<u64>,
 }
 
+/// One entry of a kernel's memory-regions reply.
+pub(crate) struct RegionEntry<'a>(&'a [u8]);
+
+impl RegionEntry<'_> {
+    /// The native-endian u16 at byte `o`.
+    pub fn u16_at(&self, o: usize) -> u16 {
+        u16::from_ne_bytes([self.0[o], self.0[o + 1]])
+    }
+    /// The native-endian u64 at byte `o`.
+    pub fn u64_at(&self, o: usize) -> u64 {
+        u64::from_ne_bytes(self.0[o..o + 8].try_into().unwrap_or([0; 8]))
+    }
+}
+
+/// Parses a memory-regions reply (i915 and xe share its shape): a
+/// `head`-byte header starting with the u32 count, then `each`-byte
+/// entries, each read by `region` (`None`: a class vgpu does not use).
+/// `each` must cover every offset `region` reads.
+pub(crate) fn parse_region_reply(
+    data: &[u8],
+    head: usize,
+    each: usize,
+    region: impl Fn(&RegionEntry<'_>) -> Option<KernelRegion>,
+) -> io::Result<Vec<KernelRegion>> {
+    let n = data
+        .get(..4)
+        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| io::Error::other("short memory-regions reply"))?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let at = i
+            .checked_mul(each)
+            .and_then(|o| o.checked_add(head))
+            .ok_or_else(|| io::Error::other("memory-regions reply too large"))?;
+        let b = data
+            .get(at..at + each)
+            .ok_or_else(|| io::Error::other("truncated memory-regions reply"))?;
+        out.extend(region(&RegionEntry(b)));
+    }
+    Ok(out)
+}
+
 /// What the driver needs from a GPU kernel driver. Errors are the kernel's
 /// `errno`s (ENOSPC and ENOMEM mean "no room": vgpu evicts and retries).
 pub trait GemKernel: Send + Sync + fmt::Debug {

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 
 use super::i915::{gem_close, map_offset, prime_export, unmap, update};
 use super::uapi::*;
-use super::{GemKernel, KernelRegion};
+use super::{parse_region_reply, GemKernel, KernelRegion};
 use crate::types::{Madv, MemoryClass};
 
 /// An xe render node.
@@ -41,32 +41,20 @@ impl XeKernel {
     pub fn parse_regions(data: &[u8]) -> io::Result<Vec<KernelRegion>> {
         let head = size_of::<XeQueryMemRegions>();
         let each = size_of::<XeMemRegion>();
-        let n = data
-            .get(..4)
-            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| io::Error::other("short memory-regions reply"))?;
-        let mut out = Vec::new();
-        for i in 0..n {
-            let at = head + i * each;
-            let b = data
-                .get(at..at + each)
-                .ok_or_else(|| io::Error::other("truncated memory-regions reply"))?;
-            let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
-            let u64_at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-            let class = match u16_at(0) {
+        parse_region_reply(data, head, each, |b| {
+            let class = match b.u16_at(0) {
                 DRM_XE_MEM_REGION_CLASS_SYSMEM => MemoryClass::System,
                 DRM_XE_MEM_REGION_CLASS_VRAM => MemoryClass::Device,
-                _ => continue,
+                _ => return None,
             };
-            let (total, used) = (u64_at(8), u64_at(16));
-            out.push(KernelRegion {
+            let (total, used) = (b.u64_at(8), b.u64_at(16));
+            Some(KernelRegion {
                 class,
-                instance: u16_at(2),
+                instance: b.u16_at(2),
                 size: total,
                 free: Some(total.saturating_sub(used)),
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     /// Polls the object's dma-buf for write access (no fence pending) for

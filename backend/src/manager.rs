@@ -563,7 +563,7 @@ impl BufferManager {
     pub fn is_busy(&self, id: ObjectId) -> BoResult<bool> {
         let obj = self.inner.get(id)?;
         let st = obj.lock();
-        Ok(st.is_busy())
+        Ok(self.inner.is_busy(&st))
     }
 
     /// Changes the object's eviction priority.

@@ -70,6 +70,9 @@ impl EvictionPolicy for DefaultPolicy {
 const EVICT_BATCH: usize = 16;
 
 /// Whether `region` is usable for `placement` in this pass.
+/// How long a move waits for the kernel to finish with the old buffer.
+const MOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn compatible(placement: &Placement, region: RegionId, force_space: bool) -> bool {
     placement
         .places()
@@ -342,7 +345,7 @@ impl Inner {
         if st.pin_count > 0 {
             return VictimOutcome::Skipped(SkipReason::Pinned);
         }
-        if st.is_busy() {
+        if self.is_busy(&st) {
             return VictimOutcome::Skipped(SkipReason::Busy);
         }
         if !self.policy.eviction_valuable(st.madv, st.priority) {
@@ -373,6 +376,16 @@ impl Inner {
         }
     }
 
+    /// Whether the object is in use: its last fence is unsignaled, or its
+    /// region's kernel still uses the buffer (a host GPU's GEM_BUSY).
+    pub fn is_busy(&self, st: &ObjectState) -> bool {
+        st.is_busy()
+            || st
+                .backing
+                .as_ref()
+                .is_some_and(|(r, b)| self.regions[usize::from(r.0)].busy(b))
+    }
+
     /// Moves the object's bytes into `backing` in `region` (or just installs
     /// it if the object had none), freeing the old backing.
     pub fn move_locked(
@@ -386,6 +399,9 @@ impl Inner {
         if let Some((old_region, old_backing)) = &st.backing {
             let old = self.region(*old_region)?;
             let copied = (|| {
+                // GPU work on the old buffer (a kernel's, on a host GPU)
+                // must be done before the CPU copies it.
+                old.wait_idle(old_backing, MOVE_WAIT)?;
                 let src = old.storage(old_backing)?;
                 let dst = new_region.storage(&backing)?;
                 // Neither side may carry an earlier object's bytes along.

@@ -326,7 +326,7 @@ impl Inner {
         if st.pin_count > 0 && !st.purgeable_while_pinned() {
             return VictimOutcome::Skipped(SkipReason::Pinned);
         }
-        if st.is_busy() {
+        if self.is_busy(&st) {
             return VictimOutcome::Skipped(SkipReason::Busy);
         }
         match self.purge_locked(obj, &mut st) {
@@ -424,7 +424,7 @@ impl Inner {
         if st.pin_count > 0 {
             return Err(SkipReason::Pinned);
         }
-        if st.is_busy() {
+        if self.is_busy(&st) {
             return Err(SkipReason::Busy);
         }
         let released = match &st.backing {
@@ -485,7 +485,7 @@ impl Inner {
         let Some(mut st) = obj.try_lock() else {
             return false;
         };
-        if st.dead || st.region() != Some(region) || st.pin_count > 0 || st.is_busy() {
+        if st.dead || st.region() != Some(region) || st.pin_count > 0 || self.is_busy(&st) {
             return false;
         }
         match self.validate_locked(obj, &mut st, crate::types::Placement::system()) {

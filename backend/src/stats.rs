@@ -216,7 +216,7 @@ impl BufferManager {
             region: st.region(),
             madv: st.madv,
             pinned: st.pin_count,
-            busy: st.is_busy(),
+            busy: self.inner.is_busy(&st),
             swapped: st.swapped,
             dirty: st.dirty,
             priority: st.priority,

@@ -453,3 +453,51 @@ fn gpu_submissions_pin_translate_and_fence_through_the_kernel() {
     assert!(matches!(bm.pin_for_gpu(a), Err(BoError::Purged(_))));
     assert!(bm.pin_for_gpu(batch).is_ok());
 }
+
+#[test]
+fn objects_the_kernel_still_uses_are_not_evicted_purged_or_copied() {
+    let (kernel, bm) = driver(Flavor::I915, &[16 * MIB]);
+    let owner = bm.create_owner("vm", None).unwrap();
+    let a = bm
+        .create(owner, 4 * MIB, dev_sys(), Priority::NORMAL)
+        .unwrap();
+    let h = bm.pin_for_gpu(a).unwrap();
+    bm.unpin(a, PinReason::Gpu).unwrap();
+    assert_eq!(kernel.bytes_in(1), 4 * MIB, "in device memory");
+    // Work vgpu did not fence (another process on the exported dma-buf).
+    kernel.set_busy(h, true).unwrap();
+    assert!(bm.is_busy(a).unwrap(), "GEM_BUSY is consulted");
+    assert!(bm
+        .stats()
+        .regions
+        .iter()
+        .all(|r| r.info.id != RegionId(1) || r.used == 4 * MIB));
+    let report = bm.evict_region(RegionId(1));
+    assert_eq!(
+        (report.moved_objects, report.skipped),
+        (0, 1),
+        "a busy object is not evicted"
+    );
+    // A move copies with the CPU only once the kernel is done (GEM_WAIT).
+    let err = bm.validate(a, Some(Placement::system())).unwrap_err();
+    assert!(matches!(err, BoError::Io { .. }), "{err}");
+    assert_eq!(kernel.bytes_in(1), 4 * MIB, "still where it was");
+    bm.madvise(a, Madv::DontNeed).unwrap();
+    assert_eq!(
+        bm.purge(Some(owner)).purged_objects,
+        0,
+        "a busy object is not purged"
+    );
+    kernel.set_busy(h, false).unwrap();
+    assert!(!bm.is_busy(a).unwrap());
+    assert_eq!(bm.purge(Some(owner)).purged_objects, 1);
+    let b = bm
+        .create(owner, 4 * MIB, dev_sys(), Priority::NORMAL)
+        .unwrap();
+    bm.validate(b, None).unwrap();
+    assert_eq!(
+        bm.validate(b, Some(Placement::system())).unwrap(),
+        RegionId::SYSTEM
+    );
+    assert_eq!((kernel.bytes_in(0), kernel.bytes_in(1)), (4 * MIB, 0));
+}

@@ -476,6 +476,35 @@ impl MemoryRegion for GemRegion {
         self.used.load(Ordering::Relaxed)
     }
 
+    fn busy(&self, backing: &Backing) -> bool {
+        match backing {
+            Backing::Gem(b) => self.kernel.busy(b.handle).unwrap_or_else(|e| {
+                log::warn!(
+                    "{}: GEM_BUSY of {} failed: {e}",
+                    self.kernel.driver(),
+                    b.handle
+                );
+                false
+            }),
+            _ => false,
+        }
+    }
+
+    fn wait_idle(&self, backing: &Backing, timeout: std::time::Duration) -> io::Result<()> {
+        let Backing::Gem(b) = backing else {
+            return Ok(());
+        };
+        let ns = i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX);
+        match self.kernel.wait(b.handle, ns) {
+            Ok(()) => Ok(()),
+            Err(Errno::TIME | Errno::BUSY) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the GPU is still using the object",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn madvise(&self, backing: &Backing, madv: Madv) -> Option<io::Result<bool>> {
         let Backing::Gem(b) = backing else {
             return None;

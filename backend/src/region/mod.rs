@@ -165,6 +165,17 @@ pub trait MemoryRegion: Send + Sync + fmt::Debug {
     fn madvise(&self, _backing: &Backing, _madv: Madv) -> Option<io::Result<bool>> {
         None
     }
+    /// Whether the kernel still uses the buffer — work vgpu did not fence,
+    /// such as another process's on an exported dma-buf. Memfd-backed
+    /// regions: never.
+    fn busy(&self, _backing: &Backing) -> bool {
+        false
+    }
+    /// Waits up to `timeout` for the kernel to be done with the buffer
+    /// before the CPU copies it; `TimedOut` if it is not.
+    fn wait_idle(&self, _backing: &Backing, _timeout: std::time::Duration) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The regions of one host GPU.

@@ -76,14 +76,18 @@ impl Engine {
                 true
             }
         });
-        self.kernel.retain(|(fd, fence)| {
-            if readable(fd) {
-                fence.signal();
-                false
-            } else {
-                true
-            }
-        });
+        if !self.kernel.is_empty() {
+            let done = signaled(self.kernel.iter().map(|(fd, _)| fd));
+            let mut done = done.into_iter();
+            self.kernel.retain(|(_, fence)| {
+                if done.next().unwrap_or(false) {
+                    fence.signal();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
         self.pending.len() + self.kernel.len() != before
     }
 
@@ -110,15 +114,22 @@ impl Engine {
     }
 }
 
-/// Whether a sync_file (or any pollable fd) has signaled. An fd in error
-/// counts as signaled: waiting on it could never end.
+/// Whether a sync_file (or any pollable fd) has signaled.
 fn readable(fd: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(fd, PollFlags::IN)];
-    match poll(&mut fds, Some(&Timespec::default())) {
-        Ok(0) => false,
-        Ok(_) => true,
-        Err(rustix::io::Errno::INTR) => false,
-        Err(_) => true,
+    signaled(std::iter::once(fd))
+        .first()
+        .copied()
+        .unwrap_or(true)
+}
+
+/// Which of `fds` have signaled, in one `poll` call. An fd in error counts
+/// as signaled: waiting on it could never end.
+fn signaled<'a>(fds: impl Iterator<Item = &'a OwnedFd>) -> Vec<bool> {
+    let mut polled: Vec<PollFd<'_>> = fds.map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    match poll(&mut polled, Some(&Timespec::default())) {
+        Ok(0) | Err(rustix::io::Errno::INTR) => vec![false; polled.len()],
+        Ok(_) => polled.iter().map(|p| !p.revents().is_empty()).collect(),
+        Err(_) => vec![true; polled.len()],
     }
 }
 
@@ -150,6 +161,12 @@ mod tests {
         assert!(!e.poll(Instant::now()));
         let polled = e.next_deadline().expect("kernel fences need polling");
         assert!(polled <= Instant::now() + KERNEL_FENCE_POLL);
+        let second = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+        let second_ours = second.try_clone().expect("dup");
+        let g = e.track(second);
+        rustix::io::write(&second_ours, &1u64.to_ne_bytes()).expect("signal");
+        assert!(e.poll(Instant::now()));
+        assert!(!f.is_signaled() && g.is_signaled(), "only the signaled one");
         rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
         assert!(e.poll(Instant::now()));
         assert!(f.is_signaled());

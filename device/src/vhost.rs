@@ -66,6 +66,8 @@ pub const NUM_QUEUES: usize = 2;
 pub const MAX_QUEUE_SIZE: usize = 1024;
 /// Epoll data of the fence timer (above the queues and the exit event).
 pub const TIMER_EVENT: u16 = NUM_QUEUES as u16 + 1;
+/// Epoll data of the engine's kernel out-fence set.
+pub const FENCE_EVENT: u16 = NUM_QUEUES as u16 + 2;
 
 type Mem = GuestMemoryAtomic<GuestMem>;
 type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMem>>;
@@ -148,11 +150,18 @@ impl VgpuBackend {
         })
     }
 
-    /// Registers the fence timer with the worker's epoll loop.
+    /// Registers the fence timer and the engine's kernel out-fence set
+    /// with the worker's epoll loop.
     pub fn register_timer(&self, handler: &VringEpollHandler<Arc<VgpuBackend>>) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        let st = lock(&self.state);
-        handler.register_listener(st.timer.as_raw_fd(), EventSet::IN, u64::from(TIMER_EVENT))
+        let mut st = lock(&self.state);
+        handler.register_listener(st.timer.as_raw_fd(), EventSet::IN, u64::from(TIMER_EVENT))?;
+        match st.gpu.engine().wakeup_fd() {
+            Some(fd) => {
+                handler.register_listener(fd.as_raw_fd(), EventSet::IN, u64::from(FENCE_EVENT))
+            }
+            None => Ok(()),
+        }
     }
 
     /// The VM's buffer-manager account.
@@ -597,6 +606,11 @@ impl VhostUserBackend for VgpuBackend {
         _thread_id: usize,
     ) -> io::Result<()> {
         let Some(mem) = lock(&self.mem).clone() else {
+            if device_event == FENCE_EVENT {
+                // Level-triggered: consume the signaled fences, or the
+                // worker would wake for them again and again.
+                lock(&self.state).gpu.engine().poll(Instant::now());
+            }
             return Ok(());
         };
         let mut st = lock(&self.state);
@@ -604,9 +618,11 @@ impl VhostUserBackend for VgpuBackend {
         self.apply_inbox(st, vrings);
         let result = match device_event {
             CONTROL_QUEUE | CURSOR_QUEUE => self.run_queue(st, vrings, device_event, &mem),
-            TIMER_EVENT => {
-                let _ = st.timer.wait();
-                st.timer_armed = false;
+            TIMER_EVENT | FENCE_EVENT => {
+                if device_event == TIMER_EVENT {
+                    let _ = st.timer.wait();
+                    st.timer_armed = false;
+                }
                 st.gpu.engine().poll(Instant::now());
                 match vrings.get(CONTROL_QUEUE as usize) {
                     Some(v) => {

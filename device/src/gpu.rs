@@ -1502,22 +1502,28 @@ fn map_guest_pages(
     mapper: &dyn HostMemMapper,
 ) -> GpuResult<()> {
     let page = vgpu_backend::PAGE_SIZE;
-    let mut at = offset;
+    // Every entry is checked before anything is mapped, so a bad entry
+    // leaves the VMM's region untouched.
+    let mut ranges = Vec::with_capacity(entries.len());
     for (i, (addr, len)) in entries.iter().enumerate() {
         let len = u64::from(*len);
         if addr % page != 0 || len % page != 0 {
-            let _ = mapper.unmap(offset, at - offset);
             return Err(GpuError::InvalidParameter(format!(
                 "mem entry {i} is not page aligned"
             )));
         }
         let Some((fd, fd_offset)) = guest_fd_range(mem, *addr, len) else {
-            let _ = mapper.unmap(offset, at - offset);
             return Err(GpuError::InvalidParameter(format!(
                 "mem entry {i} is not in one file-backed guest memory region"
             )));
         };
+        ranges.push((fd, fd_offset, len));
+    }
+    let mut at = offset;
+    for (fd, fd_offset, len) in ranges {
         if let Err(e) = mapper.map(at, fd, fd_offset, len) {
+            // Undo what this call mapped (only the VMM's own failure can
+            // leave a prefix mapped).
             if at > offset {
                 let _ = mapper.unmap(offset, at - offset);
             }
@@ -1526,4 +1532,102 @@ fn map_guest_pages(
         at += len;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::BorrowedFd;
+    use std::sync::Mutex;
+
+    use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+
+    /// Records SHMEM_MAP/UNMAP requests; fails the `fail_at`-th map.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(&'static str, u64, u64)>>,
+        fail_at: Option<usize>,
+    }
+
+    impl HostMemMapper for Recorder {
+        fn map(&self, at: u64, _fd: BorrowedFd<'_>, _fd_offset: u64, len: u64) -> io::Result<()> {
+            let mut calls = self.calls.lock().unwrap();
+            let maps = calls.iter().filter(|c| c.0 == "map").count();
+            calls.push(("map", at, len));
+            if self.fail_at == Some(maps) {
+                return Err(io::Error::other("VMM refused"));
+            }
+            Ok(())
+        }
+        fn unmap(&self, at: u64, len: u64) -> io::Result<()> {
+            self.calls.lock().unwrap().push(("unmap", at, len));
+            Ok(())
+        }
+    }
+
+    /// 64 KiB of memfd-backed guest RAM at 0, 64 KiB of anonymous at 1 MiB.
+    fn mem() -> GuestMem {
+        let fd = rustix::fs::memfd_create(c"gpu-test-ram", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd");
+        rustix::fs::ftruncate(&fd, 0x10000).expect("ftruncate");
+        let file = FileOffset::new(File::from(fd), 0);
+        GuestMemoryMmap::from_ranges_with_files([
+            (GuestAddress(0), 0x10000, Some(file)),
+            (GuestAddress(0x100000), 0x10000, None),
+        ])
+        .expect("guest memory")
+    }
+
+    // Regression (fuzz native_gpu, crash-7c90a1a2): a bad first entry
+    // sent the VMM an unmap of zero bytes at a place never mapped.
+    #[test]
+    fn bad_entries_map_and_unmap_nothing() {
+        let m = mem();
+        for entries in [
+            vec![(0x100, 0x1000)],                 // unaligned address
+            vec![(0x0, 0x1000), (0x1000, 0x800)],  // unaligned length
+            vec![(0x100000, 0x1000)],              // anonymous memory
+            vec![(0x0, 0x1000), (0xf000, 0x2000)], // past the file's region
+            vec![(0x0, 0x1000), (!0xfff, 0x1000)], // outside RAM
+        ] {
+            let rec = Recorder::default();
+            let err = map_guest_pages(&entries, 0x4000, &m, &rec).unwrap_err();
+            assert!(matches!(err, GpuError::InvalidParameter(_)), "{entries:?}");
+            assert!(rec.calls.lock().unwrap().is_empty(), "{entries:?}");
+        }
+    }
+
+    #[test]
+    fn a_vmm_failure_undoes_exactly_what_was_mapped() {
+        let m = mem();
+        let entries = [(0x0, 0x1000), (0x2000, 0x2000), (0x8000, 0x1000)];
+        let rec = Recorder {
+            fail_at: Some(2),
+            ..Recorder::default()
+        };
+        assert!(map_guest_pages(&entries, 0x4000, &m, &rec).is_err());
+        assert_eq!(
+            *rec.calls.lock().unwrap(),
+            vec![
+                ("map", 0x4000, 0x1000),
+                ("map", 0x5000, 0x2000),
+                ("map", 0x7000, 0x1000),
+                ("unmap", 0x4000, 0x3000),
+            ]
+        );
+        // A failure of the first map leaves nothing to undo.
+        let first = Recorder {
+            fail_at: Some(0),
+            ..Recorder::default()
+        };
+        assert!(map_guest_pages(&entries, 0x4000, &m, &first).is_err());
+        assert_eq!(*first.calls.lock().unwrap(), vec![("map", 0x4000, 0x1000)]);
+        // And a good list maps every entry back to back.
+        let ok = Recorder::default();
+        map_guest_pages(&entries, 0, &m, &ok).expect("maps");
+        assert_eq!(ok.calls.lock().unwrap().len(), 3);
+    }
 }

@@ -32,4 +32,5 @@ pub mod guest_io;
 pub mod hostmem;
 pub mod resource;
 pub mod service;
+pub mod timer;
 pub mod vhost;

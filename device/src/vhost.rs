@@ -47,7 +47,6 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
-use vmm_sys_util::timerfd::TimerFd;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::config::DeviceConfig;
@@ -55,6 +54,7 @@ use crate::display::GpuSocketDisplay;
 use crate::gpu::{GpuStats, VirtioGpu};
 use crate::guest_io::GuestMem;
 use crate::hostmem::VhostMapper;
+use crate::timer::WakeTimer;
 
 /// Control queue index.
 pub const CONTROL_QUEUE: u16 = 0;
@@ -100,8 +100,7 @@ struct State {
     pending_heads: HashSet<u16>,
     request: RequestBuffer,
     response: Vec<u8>,
-    timer: TimerFd,
-    timer_armed: bool,
+    timer: WakeTimer,
 }
 
 /// The vhost-user virtio-gpu backend of one connection.
@@ -139,8 +138,7 @@ impl VgpuBackend {
                 pending_heads: HashSet::new(),
                 request: RequestBuffer::new(),
                 response: Vec::new(),
-                timer: TimerFd::new()?,
-                timer_armed: false,
+                timer: WakeTimer::new()?,
             }),
             inbox: Mutex::new(Inbox::default()),
             mem: Mutex::new(None),
@@ -153,9 +151,13 @@ impl VgpuBackend {
     /// Registers the fence timer and the engine's kernel out-fence set
     /// with the worker's epoll loop.
     pub fn register_timer(&self, handler: &VringEpollHandler<Arc<VgpuBackend>>) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::{AsFd, AsRawFd};
         let mut st = lock(&self.state);
-        handler.register_listener(st.timer.as_raw_fd(), EventSet::IN, u64::from(TIMER_EVENT))?;
+        handler.register_listener(
+            st.timer.as_fd().as_raw_fd(),
+            EventSet::IN,
+            u64::from(TIMER_EVENT),
+        )?;
         match st.gpu.engine().wakeup_fd() {
             Some(fd) => {
                 handler.register_listener(fd.as_raw_fd(), EventSet::IN, u64::from(FENCE_EVENT))
@@ -237,7 +239,9 @@ impl VgpuBackend {
                 .pop_descriptor_chain(guard.clone());
             let Some(chain) = chain else { break };
             let head = chain.head_index();
-            if st.pending_heads.contains(&head) {
+            // Only control-queue chains are ever held back (heads are per
+            // queue): a cursor head says nothing about a pending control one.
+            if queue == CONTROL_QUEUE && st.pending_heads.contains(&head) {
                 // The guest reused a head we still hold: answer nothing for
                 // the old one (it was overwritten) and carry on.
                 log::warn!("queue {queue}: guest reused pending descriptor head {head}");
@@ -362,7 +366,10 @@ impl VgpuBackend {
             };
         // Only a fence that is still running, or an earlier fenced command
         // on the same timeline, can hold a response back.
+        // Cursor commands carry no work and complete at once: fences are
+        // retired on the control queue only.
         let must_wait = fenced
+            && queue == CONTROL_QUEUE
             && (fence.as_ref().is_some_and(|f| !f.is_signaled())
                 || st.timelines.get(&timeline).is_some_and(|t| !t.is_empty()));
         (len, must_wait.then_some((timeline, fence)))
@@ -394,20 +401,12 @@ impl VgpuBackend {
             st.gpu.engine().next_deadline()
         };
         match deadline {
-            Some(at) => {
-                let wait = at
-                    .saturating_duration_since(Instant::now())
-                    .max(std::time::Duration::from_micros(50));
-                st.timer.reset(wait, None)?;
-                st.timer_armed = true;
-            }
-            None if st.timer_armed => {
-                st.timer.clear()?;
-                st.timer_armed = false;
-            }
-            None => {}
+            Some(at) => st.timer.arm(
+                at.saturating_duration_since(Instant::now())
+                    .max(std::time::Duration::from_micros(50)),
+            ),
+            None => st.timer.disarm(),
         }
-        Ok(())
     }
 
     fn signal(&self, vring: &VringRwLock) -> io::Result<()> {
@@ -606,10 +605,17 @@ impl VhostUserBackend for VgpuBackend {
         _thread_id: usize,
     ) -> io::Result<()> {
         let Some(mem) = lock(&self.mem).clone() else {
-            if device_event == FENCE_EVENT {
-                // Level-triggered: consume the signaled fences, or the
-                // worker would wake for them again and again.
-                lock(&self.state).gpu.engine().poll(Instant::now());
+            // Level-triggered: consume the timer and the signaled fences,
+            // or the worker would wake for them again and again.
+            let mut st = lock(&self.state);
+            match device_event {
+                TIMER_EVENT => {
+                    st.timer.consume();
+                }
+                FENCE_EVENT => {
+                    st.gpu.engine().poll(Instant::now());
+                }
+                _ => {}
             }
             return Ok(());
         };
@@ -620,8 +626,9 @@ impl VhostUserBackend for VgpuBackend {
             CONTROL_QUEUE | CURSOR_QUEUE => self.run_queue(st, vrings, device_event, &mem),
             TIMER_EVENT | FENCE_EVENT => {
                 if device_event == TIMER_EVENT {
-                    let _ = st.timer.wait();
-                    st.timer_armed = false;
+                    // Never blocks, even if queue work in this wake-up
+                    // re-armed or disarmed the timer.
+                    st.timer.consume();
                 }
                 st.gpu.engine().poll(Instant::now());
                 match vrings.get(CONTROL_QUEUE as usize) {

@@ -11,7 +11,7 @@ use vgpu_proto::virtio_gpu::*;
 use vgpu_tests::backend::RunningBackend;
 use vgpu_tests::cmd::*;
 use vgpu_tests::display::DisplayMsg;
-use vgpu_tests::vmm::{Request, Vmm, VmmOptions, CTRL};
+use vgpu_tests::vmm::{Request, Vmm, VmmOptions, CTRL, CURSOR};
 use zerocopy::FromBytes;
 
 const MIB: u64 = 1 << 20;
@@ -474,6 +474,69 @@ fn fences_complete_in_order_per_timeline_and_timelines_do_not_wait_for_each_othe
     // While the buffer was busy GEM_BUSY said so; now it is idle.
     let (_, p) = nc.submit(&mut vmm, &[gem_busy(1)]).unwrap();
     assert_eq!(read_rsp::<GemBusyRsp>(&nc, &vmm, &p[0]).busy.get(), 0);
+}
+
+// Regression (review): cursor commands once shared the control queue's
+// pending-head set and fence timeline, so a cursor head equal to a pending
+// control head dropped that control request for good, and a fenced cursor
+// command waited behind control fences and was completed on the control ring.
+#[test]
+fn cursor_commands_neither_wait_for_nor_drop_pending_control_fences() {
+    let cfg = DeviceConfig {
+        exec_delay: Duration::from_millis(300),
+        ..DeviceConfig::default()
+    };
+    let (_b, mut vmm) = setup(cfg);
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
+    nc.builder
+        .push(&gem_execbuffer2(0, 0, 64, &[exec_object(1)], &[]))
+        .unwrap();
+    let exec = nc.builder.take_stream();
+    let Command::Submit3d { mut cmd, data } = submit_3d(1, &exec) else {
+        unreachable!()
+    };
+    cmd.hdr = fenced(cmd.hdr, 1, None);
+    let (slow, out) = vmm
+        .post(
+            CTRL,
+            &Request::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
+        )
+        .unwrap();
+    // Fenced cursor moves on the global timeline, until one reuses the
+    // pending control request's head number.
+    let mut reused = false;
+    for i in 0..64u32 {
+        let mv = Command::MoveCursor(UpdateCursor {
+            hdr: fenced(hdr(CommandType::MoveCursor), 100 + u64::from(i), None),
+            pos: CursorPos {
+                scanout_id: 0.into(),
+                x: i.into(),
+                y: 0.into(),
+                padding: 0.into(),
+            },
+            resource_id: 0.into(),
+            hot_x: 0.into(),
+            hot_y: 0.into(),
+            padding: 0.into(),
+        });
+        let (head, _) = vmm.post(CURSOR, &Request::of(mv.to_bytes(), 64)).unwrap();
+        let used = vmm.wait_used(CURSOR, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            used.iter().map(|u| u.head).collect::<Vec<_>>(),
+            vec![head],
+            "a cursor command does not wait for control fences"
+        );
+        reused |= head == slow;
+        if reused {
+            break;
+        }
+    }
+    assert!(reused, "no cursor request reused head {slow}");
+    let done = vmm.wait_used(CTRL, Duration::from_secs(5)).unwrap();
+    assert_eq!(done.iter().map(|u| u.head).collect::<Vec<_>>(), vec![slow]);
+    let (rh, r) = Response::decode(&vmm.read_response(&out, done[0].len).unwrap()).unwrap();
+    assert_eq!((r, rh.fence_id.get()), (Response::OkNoData, 1));
 }
 
 #[test]

@@ -26,18 +26,32 @@ use std::time::{Duration, Instant};
 use rustix::event::{epoll, poll, PollFd, PollFlags, Timespec};
 use vgpu_backend::Fence;
 
-/// How often outstanding kernel fences are checked when no epoll set
-/// could be created for them.
+/// How often outstanding kernel fences are checked when they cannot sit
+/// in the epoll set.
 pub const KERNEL_FENCE_POLL: Duration = Duration::from_micros(500);
+
+/// Kernel submissions one VM may have in flight (each holds a sync_file
+/// descriptor of the daemon until it signals).
+pub const MAX_KERNEL_FENCES: usize = 1024;
+
+/// How long a submission beyond [`MAX_KERNEL_FENCES`] waits for the oldest
+/// one before it is refused (the guest is throttled, as i915 throttles a
+/// client that runs too far ahead of the GPU).
+pub const THROTTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Submissions in flight.
 #[derive(Debug)]
 pub struct Engine {
     delay: Duration,
     pending: Vec<(Instant, Fence)>,
-    kernel: Vec<(OwnedFd, Fence)>,
+    /// Kernel out-fences in submission order, and whether each sits in
+    /// `wakeup` (one that could not be added is polled on the timer).
+    kernel: Vec<(OwnedFd, Fence, bool)>,
     /// Epoll set of the fds in `kernel`: readable while any of them is.
     wakeup: Option<OwnedFd>,
+    /// Fences that signal once all their parts have.
+    joins: Vec<(Vec<Fence>, Fence)>,
+    max_kernel: usize,
 }
 
 impl Engine {
@@ -55,7 +69,15 @@ impl Engine {
             pending: Vec::new(),
             kernel: Vec::new(),
             wakeup,
+            joins: Vec::new(),
+            max_kernel: MAX_KERNEL_FENCES,
         }
+    }
+
+    /// The same engine with another cap on kernel fences in flight.
+    pub fn with_kernel_fence_limit(mut self, max: usize) -> Self {
+        self.max_kernel = max.max(1);
+        self
     }
 
     /// An fd that is readable while a tracked kernel out-fence has
@@ -84,28 +106,67 @@ impl Engine {
             fence.signal();
             return fence;
         }
-        if let Some(set) = &self.wakeup {
-            let watched = epoll::add(
+        let watched = match &self.wakeup {
+            Some(set) => epoll::add(
                 set,
                 &out_fence,
                 epoll::EventData::new_u64(0),
                 epoll::EventFlags::IN,
-            );
-            if let Err(e) = watched {
-                // The fd cannot be watched (it is no pollable file): it
-                // could never signal, so do not hold the guest on it.
-                log::warn!("GPU out-fence cannot be waited for ({e}); completing it now");
-                fence.signal();
-                return fence;
+            )
+            .map_err(|e| {
+                // E.g. the user's epoll watch limit: poll this one instead.
+                log::warn!("GPU out-fence not added to the epoll set ({e}); polling it");
+            })
+            .is_ok(),
+            None => false,
+        };
+        self.kernel.push((out_fence, fence.clone(), watched));
+        fence
+    }
+
+    /// A fence that signals once every one of `parts` has (a SUBMIT_3D
+    /// with several submissions completes when the last of them does,
+    /// whatever engine or context each ran on).
+    pub fn join(&mut self, parts: Vec<Fence>) -> Fence {
+        let mut open: Vec<Fence> = parts.into_iter().filter(|f| !f.is_signaled()).collect();
+        match open.len() {
+            0 => Fence::signaled(),
+            1 => open.pop().unwrap_or_else(Fence::signaled),
+            _ => {
+                let joined = Fence::new();
+                self.joins.push((open, joined.clone()));
+                joined
             }
         }
-        self.kernel.push((out_fence, fence.clone()));
-        fence
+    }
+
+    /// Room for one more kernel submission: when [`MAX_KERNEL_FENCES`]
+    /// are in flight, waits up to [`THROTTLE_WAIT`] for the oldest.
+    /// False if there is still no room (the submission must be refused).
+    pub fn throttle(&mut self) -> bool {
+        if self.kernel.len() < self.max_kernel {
+            return true;
+        }
+        if let Some((oldest, _, _)) = self.kernel.first() {
+            let wait = Timespec {
+                tv_sec: i64::try_from(THROTTLE_WAIT.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(THROTTLE_WAIT.subsec_nanos()),
+            };
+            let mut p = [PollFd::new(oldest, PollFlags::IN)];
+            let _ = poll(&mut p, Some(&wait));
+        }
+        self.poll(Instant::now());
+        self.kernel.len() < self.max_kernel
+    }
+
+    /// Kernel submissions whose out-fence has not signaled yet.
+    pub fn kernel_in_flight(&self) -> usize {
+        self.kernel.len()
     }
 
     /// Signals every submission that is done by `now`; true if any was.
     pub fn poll(&mut self, now: Instant) -> bool {
-        let before = self.pending.len() + self.kernel.len();
+        let before = self.pending.len() + self.kernel.len() + self.joins.len();
         self.pending.retain(|(due, fence)| {
             if *due <= now {
                 fence.signal();
@@ -115,26 +176,39 @@ impl Engine {
             }
         });
         if !self.kernel.is_empty() {
-            let done = signaled(self.kernel.iter().map(|(fd, _)| fd));
+            let done = signaled(self.kernel.iter().map(|(fd, _, _)| fd));
             let mut done = done.into_iter();
             let set = self.wakeup.as_ref();
-            self.kernel.retain(|(fd, fence)| {
+            self.kernel.retain(|(fd, fence, watched)| {
                 if done.next().unwrap_or(false) {
                     fence.signal();
-                    unwatch(set, fd);
+                    if *watched {
+                        unwatch(set, fd);
+                    }
                     false
                 } else {
                     true
                 }
             });
         }
-        self.pending.len() + self.kernel.len() != before
+        self.joins.retain(|(parts, joined)| {
+            if parts.iter().all(Fence::is_signaled) {
+                joined.signal();
+                false
+            } else {
+                true
+            }
+        });
+        self.pending.len() + self.kernel.len() + self.joins.len() != before
     }
 
     /// When the engine next needs polling.
     pub fn next_deadline(&self) -> Option<Instant> {
         let emulated = self.pending.iter().map(|(due, _)| *due).min();
-        let kernel = (self.wakeup.is_none() && !self.kernel.is_empty())
+        let kernel = self
+            .kernel
+            .iter()
+            .any(|(_, _, watched)| !watched)
             .then(|| Instant::now() + KERNEL_FENCE_POLL);
         match (emulated, kernel) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -149,9 +223,14 @@ impl Engine {
         for (_, f) in self.pending.drain(..) {
             f.signal();
         }
-        for (fd, f) in self.kernel.drain(..) {
+        for (fd, f, watched) in self.kernel.drain(..) {
             f.signal();
-            unwatch(self.wakeup.as_ref(), &fd);
+            if watched {
+                unwatch(self.wakeup.as_ref(), &fd);
+            }
+        }
+        for (_, f) in self.joins.drain(..) {
+            f.signal();
         }
     }
 }
@@ -173,14 +252,15 @@ fn readable(fd: &OwnedFd) -> bool {
         .unwrap_or(true)
 }
 
-/// Which of `fds` have signaled, in one `poll` call. An fd in error counts
-/// as signaled: waiting on it could never end.
+/// Which of `fds` have signaled, in one `poll` call. An fd in error
+/// (POLLERR, POLLNVAL) counts as signaled: waiting on it could never end.
+/// A failed `poll` (EINTR, ENOMEM) says nothing has: the next poll asks
+/// again, and no fence completes while the GPU may still be running.
 fn signaled<'a>(fds: impl Iterator<Item = &'a OwnedFd>) -> Vec<bool> {
     let mut polled: Vec<PollFd<'_>> = fds.map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
     match poll(&mut polled, Some(&Timespec::default())) {
-        Ok(0) | Err(rustix::io::Errno::INTR) => vec![false; polled.len()],
+        Ok(0) | Err(_) => vec![false; polled.len()],
         Ok(_) => polled.iter().map(|p| !p.revents().is_empty()).collect(),
-        Err(_) => vec![true; polled.len()],
     }
 }
 
@@ -254,6 +334,80 @@ mod tests {
         assert!(f.is_signaled());
         rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
         assert!(!wakes(&e), "a finished fence no longer wakes the loop");
+    }
+
+    #[test]
+    fn a_joined_fence_signals_after_all_its_parts() {
+        use rustix::event::{eventfd, EventfdFlags};
+        let mut e = Engine::new(Duration::from_millis(5));
+        let emulated = e.submit();
+        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+        let ours = fd.try_clone().expect("dup");
+        let kernel = e.track(fd);
+        let joined = e.join(vec![emulated.clone(), kernel.clone(), Fence::signaled()]);
+        assert!(!joined.is_signaled());
+        e.poll(Instant::now() + Duration::from_millis(6));
+        assert!(
+            emulated.is_signaled() && !joined.is_signaled(),
+            "the kernel part runs"
+        );
+        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        assert!(e.poll(Instant::now()));
+        assert!(joined.is_signaled());
+        assert!(e.join(vec![Fence::signaled()]).is_signaled());
+        let one = Fence::new();
+        let same = e.join(vec![one.clone()]);
+        one.signal();
+        assert!(same.is_signaled(), "a single part is its own join");
+    }
+
+    #[test]
+    fn kernel_submissions_beyond_the_limit_are_throttled() {
+        use rustix::event::{eventfd, EventfdFlags};
+        let mut e = Engine::new(Duration::ZERO).with_kernel_fence_limit(2);
+        let mut ours = Vec::new();
+        for _ in 0..2 {
+            assert!(e.throttle());
+            let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+            ours.push(fd.try_clone().expect("dup"));
+            e.track(fd);
+        }
+        assert_eq!(e.kernel_in_flight(), 2);
+        // The oldest finishes while the third submission waits for room.
+        let oldest = ours.remove(0);
+        let signaler = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            rustix::io::write(&oldest, &1u64.to_ne_bytes()).expect("signal");
+        });
+        assert!(e.throttle(), "room once the oldest signaled");
+        signaler.join().expect("signaler");
+        assert_eq!(e.kernel_in_flight(), 1);
+        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+        e.track(fd);
+        // Nothing finishes: refused after THROTTLE_WAIT.
+        assert!(!e.throttle());
+    }
+
+    #[test]
+    fn fences_the_epoll_set_refuses_are_polled_not_completed_early() {
+        use rustix::event::{eventfd, EventfdFlags};
+        let mut e = Engine::new(Duration::ZERO);
+        // An fd that is no epoll set makes every epoll_ctl fail, as a full
+        // watch limit would.
+        e.wakeup = Some(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
+        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
+        let ours = fd.try_clone().expect("dup");
+        let f = e.track(fd);
+        assert!(!f.is_signaled(), "still running");
+        assert!(
+            e.next_deadline().is_some(),
+            "the unwatched fence needs the timer"
+        );
+        assert!(!e.poll(Instant::now()));
+        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        assert!(e.poll(Instant::now()));
+        assert!(f.is_signaled());
+        assert!(e.next_deadline().is_none());
     }
 
     fn wakes(e: &Engine) -> bool {

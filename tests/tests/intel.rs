@@ -239,6 +239,19 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
         1,
         "nothing refused reached the GPU"
     );
+    // Guest context 0 runs on a private kernel context, never on the DRM
+    // file's default context that every guest context would share.
+    assert!(nc.madvise(&mut vmm, 12, I915_MADV_WILLNEED).unwrap());
+    let plain = gem_execbuffer2(0, 0, 64, &objs[1..], &[]);
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &plain), 0);
+    let subs = kernel.submissions();
+    let private = subs[1].context;
+    assert_ne!(private, 0);
+    assert_ne!(private, subs[0].context);
+    assert!(kernel.contexts().contains_key(&private));
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &plain), 0);
+    assert_eq!(kernel.submissions()[2].context, private, "created once");
+    kernel.complete_all();
 
     // GEM_CONTEXT_DESTROY reaches the kernel; a VM leaving destroys the rest.
     let destroy = I915Request::IoctlSimple {
@@ -250,7 +263,11 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
     };
     let (_, p) = nc.submit(&mut vmm, &[destroy]).unwrap();
     assert_eq!(nc.read::<IoctlSimpleRsp>(&vmm, &p[0]).unwrap().ret.get(), 0);
-    assert!(kernel.contexts().is_empty());
+    assert_eq!(
+        kernel.contexts().keys().copied().collect::<Vec<_>>(),
+        vec![private],
+        "only the private context of guest context 0 is left"
+    );
     assert!(exec_ret(&mut nc, &mut vmm, &gem_context_create(0)) > 0);
     vmm.disconnect();
     b.join(Duration::from_secs(10)).unwrap();

@@ -70,6 +70,10 @@ pub struct I915Context {
     pub blobs: HashMap<u32, ObjectId>,
     /// Guest GEM context id → kernel context id (0 on the emulated device).
     gem_contexts: BTreeMap<u64, u32>,
+    /// The private kernel context that guest context 0 means on a host GPU
+    /// (never the DRM file's default context, which every guest context
+    /// of the daemon would share), created on first use.
+    default_context: Option<u32>,
     next_gem_context: u64,
     mmap_modes: HashMap<u32, u32>,
 }
@@ -79,7 +83,7 @@ pub struct I915Context {
 pub struct SubmitOutcome {
     /// Requests executed.
     pub executed: usize,
-    /// The fence of the last submission to the engine, if any.
+    /// A fence that signals when every submission to the engine is done.
     pub fence: Option<Fence>,
     /// Why the SUBMIT_3D as a whole must be answered with an error: a
     /// framing error, or a response that could not be delivered.
@@ -248,7 +252,11 @@ impl I915Context {
             } => {
                 let ret = match self.execbuffer(req, buffers, relocs, env) {
                     Ok(fence) => {
-                        outcome.fence = Some(fence);
+                        // The SUBMIT_3D's fence covers every submission in it.
+                        outcome.fence = Some(match outcome.fence.take() {
+                            Some(earlier) => env.engine.join(vec![earlier, fence]),
+                            None => fence,
+                        });
                         0
                     }
                     Err(errno) => errno,
@@ -418,7 +426,18 @@ impl I915Context {
             .iter()
             .map(|b| self.object_of(b.handle.get(), env).ok_or(EINVAL))
             .collect::<Result<_, _>>()?;
-        let host_context = Execbuffer::check(req, &self.gem_contexts, &objects, env.bm)?;
+        let mut host_context = Execbuffer::check(req, &self.gem_contexts, &objects, env.bm)?;
+        let kernel = env.bm.gpu_kernel().cloned();
+        if let (Some(kernel), 0) = (&kernel, req.context_id.get()) {
+            host_context = match self.default_context {
+                Some(host) => host,
+                None => {
+                    let host = kernel.context_create(&[]).map_err(|e| e.raw_os_error())?;
+                    self.default_context = Some(host);
+                    host
+                }
+            };
+        }
         let exec = Execbuffer {
             req,
             buffers,
@@ -426,7 +445,7 @@ impl I915Context {
             objects,
             host_context,
         };
-        match env.bm.gpu_kernel().cloned() {
+        match kernel {
             Some(kernel) => exec.run_on_kernel(&kernel, env),
             None => exec.run_emulated(env),
         }
@@ -479,6 +498,9 @@ impl I915Context {
             let _ = bm.destroy(obj);
         }
         for (_, host) in std::mem::take(&mut self.gem_contexts) {
+            destroy_host_context(bm, host);
+        }
+        if let Some(host) = self.default_context.take() {
             destroy_host_context(bm, host);
         }
     }

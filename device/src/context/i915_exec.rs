@@ -40,6 +40,8 @@ use super::i915::NativeEnv;
 
 /// `EFAULT`: a purged (or DONTNEED, on the kernel) buffer in an execbuffer.
 pub const EFAULT: i32 = 14;
+/// Linux EAGAIN: the VM has too many GPU submissions in flight.
+pub const EAGAIN: i32 = 11;
 
 /// Execbuffer flags a guest may pass through.
 const GUEST_EXEC_FLAGS: u64 = I915_EXEC_RING_MASK
@@ -63,6 +65,8 @@ const GUEST_OBJECT_FLAGS: u64 = (EXEC_OBJECT_CAPTURE << 1) - 1;
 
 /// `I915_CONTEXT_PARAM_PRIORITY`.
 const PARAM_PRIORITY: u64 = 0x6;
+/// I915_CONTEXT_PARAM_BANNABLE.
+const PARAM_BANNABLE: u64 = 0x5;
 /// `I915_CONTEXT_PARAM_SSEU` (data: `drm_i915_gem_context_param_sseu`).
 const PARAM_SSEU: u64 = 0x7;
 /// `I915_CONTEXT_PARAM_VM`: a VM id, which guests have no way to make.
@@ -92,6 +96,10 @@ pub fn context_params(params: &[ContextSetParam<'_>]) -> Result<Vec<ContextParam
             // Above-default priority is for privileged processes
             // (virglrenderer refuses it too).
             PARAM_PRIORITY if (value as i64) > 0 => return Err(EPERM),
+            // An unbannable context is for privileged processes too: a
+            // guest that keeps hanging the GPU must get itself banned, not
+            // the daemon's DRM file.
+            PARAM_BANNABLE if value == 0 => return Err(EPERM),
             PARAM_VM => return Err(EINVAL),
             PARAM_SSEU if p.data.len() == SSEU_SIZE => p.data.to_vec(),
             // `extensions` (the first u64) would be a guest pointer.
@@ -200,6 +208,13 @@ impl Execbuffer<'_> {
         env: &mut NativeEnv<'_>,
         pinned: &mut Vec<ObjectId>,
     ) -> Result<Fence, i32> {
+        if !env.engine.throttle() {
+            log::warn!(
+                "GEM_EXECBUFFER2 refused: {} submissions still running on the GPU",
+                env.engine.kernel_in_flight()
+            );
+            return Err(EAGAIN);
+        }
         let mut handles = Vec::with_capacity(self.objects.len());
         for obj in &self.objects {
             handles.push(env.bm.pin_for_gpu(*obj).map_err(|e| errno_of(&e))?);
@@ -293,5 +308,36 @@ mod tests {
         assert_eq!(exec_flags(1 << 9), Err(EINVAL), "I915_EXEC_SECURE");
         assert_eq!(exec_flags(1 << 15), Err(EINVAL), "resource streamer");
         assert_eq!(exec_flags(1 << 40), Err(EINVAL), "unknown high bit");
+    }
+
+    #[test]
+    fn privileged_context_parameters_are_refused() {
+        use vgpu_proto::native::{GemContextCreateExtSetparam, GemContextParam};
+        let set = |param: u64, value: u64| {
+            let setparam = GemContextCreateExtSetparam {
+                param: GemContextParam {
+                    param: param.into(),
+                    value: value.into(),
+                    ..GemContextParam::default()
+                },
+                ..GemContextCreateExtSetparam::default()
+            };
+            context_params(&[ContextSetParam {
+                setparam,
+                data: &[],
+            }])
+            .map(|p| p.len())
+        };
+        assert_eq!(set(PARAM_PRIORITY, 1), Err(EPERM), "above-default priority");
+        assert_eq!(set(PARAM_PRIORITY, (-512i64) as u64), Ok(1));
+        assert_eq!(set(PARAM_BANNABLE, 0), Err(EPERM), "unbannable");
+        assert_eq!(set(PARAM_BANNABLE, 1), Ok(1));
+        assert_eq!(
+            set(PARAM_VM, 1),
+            Err(EINVAL),
+            "a VM id of the daemon's file"
+        );
+        assert_eq!(set(0xb, 0), Ok(1), "non-persistent is fine");
+        assert_eq!(set(0x42, 0), Err(EINVAL), "unknown");
     }
 }

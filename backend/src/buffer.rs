@@ -52,6 +52,13 @@ pub trait BufferIo: Send + Sync + fmt::Debug {
     fn as_shmem(&self) -> Option<&ShmemFile> {
         None
     }
+    /// The descriptor, about to leave the daemon (mapped into a guest by
+    /// the VMM, exported): buffers whose kernel may drop their pages get
+    /// them back first and never give them up again (see
+    /// [`crate::intel::GemRegion`]).
+    fn share(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.fd())
+    }
     /// The GPU kernel's handle, for buffers that are GEM objects.
     fn gem_handle(&self) -> Option<u32> {
         None

@@ -452,7 +452,8 @@ impl BufferManager {
         self.pin_with(id, reason, |storage, region_id, region, size| {
             let fd = storage
                 .file
-                .fd()
+                .share()
+                .map_err(BoError::io("sharing a buffer"))?
                 .try_clone_to_owned()
                 .map_err(BoError::io("duplicating a buffer fd"))?;
             Ok(MapTarget {

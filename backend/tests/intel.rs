@@ -130,17 +130,18 @@ fn objects_live_in_the_kernels_regions_and_move_by_cpu_copy() {
 fn i915_madvise_is_passed_through_and_the_kernels_purges_are_reported() {
     let (kernel, bm) = driver(Flavor::I915, &[]);
     let vm = bm.create_owner("vm", None).unwrap();
-    let a = bm
-        .create(vm, MIB, Placement::system(), Priority::NORMAL)
-        .unwrap();
-    let b = bm
-        .create(vm, MIB, Placement::system(), Priority::NORMAL)
-        .unwrap();
-    fill(&bm, a, 0, MIB, 1);
-    fill(&bm, b, 0, MIB, 2);
+    let new = || {
+        let id = bm
+            .create(vm, MIB, Placement::system(), Priority::NORMAL)
+            .unwrap();
+        bm.validate(id, None).unwrap();
+        id
+    };
+    // Objects no one touches by CPU (GPU-only buffers): the kernel hears
+    // DONTNEED and may purge them; vgpu learns it at WILLNEED.
+    let (a, b) = (new(), new());
     assert!(bm.madvise(a, Madv::DontNeed).unwrap());
     assert!(bm.madvise(b, Madv::DontNeed).unwrap());
-    // The kernel's shrinker purges both; vgpu learns it at WILLNEED.
     assert_eq!(kernel.purge_dontneed(), 2);
     assert!(
         !bm.madvise(a, Madv::WillNeed).unwrap(),
@@ -148,11 +149,37 @@ fn i915_madvise_is_passed_through_and_the_kernels_purges_are_reported() {
     );
     assert_eq!(bm.object_info(a).unwrap().madv, Madv::Purged);
     assert!(matches!(contents(&bm, a), Err(BoError::Purged(_))));
-    // vgpu's own shrinker purges the other (closing its handle).
+    // A CPU access to an object the kernel purged fails cleanly (on real
+    // i915 it would have been a SIGBUS through a mapping).
+    assert!(contents(&bm, b).is_err());
+    assert!(!bm.madvise(b, Madv::WillNeed).unwrap());
+
+    // DONTNEED, still retained, then a CPU access: the kernel gets WILLNEED
+    // back before vgpu maps it, and the bytes are there.
+    let c = new();
+    assert!(bm.madvise(c, Madv::DontNeed).unwrap());
+    fill(&bm, c, 0, MIB, 3);
+    assert_eq!(kernel.purge_dontneed(), 0, "the kernel keeps it now");
+    assert!(contents(&bm, c).unwrap().iter().all(|x| *x == 3));
+
+    // Mapped by vgpu, or shared with the VMM: the kernel never hears
+    // DONTNEED, and vgpu's own shrinker purges them by closing them.
+    let d = new();
+    fill(&bm, d, 0, MIB, 4);
+    let e = new();
+    let target = bm.pin(e, PinReason::Mapped).unwrap();
+    bm.unpin(e, PinReason::Mapped).unwrap();
+    drop(target);
+    for id in [c, d, e] {
+        assert!(bm.madvise(id, Madv::DontNeed).unwrap());
+    }
+    assert_eq!(kernel.purge_dontneed(), 0, "never told");
+    assert!(bm.madvise(d, Madv::WillNeed).unwrap());
     let live = kernel.live_objects();
     let r = bm.purge(None);
-    assert_eq!(r.purged_objects, 1);
-    assert_eq!(kernel.live_objects(), live - 1);
+    assert_eq!(r.purged_objects, 2, "c and e");
+    assert_eq!(kernel.live_objects(), live - 2);
+    assert_eq!(kernel.sigbus_hazards(), 0, "nothing could have faulted");
     check_accounting(&bm);
 }
 

@@ -225,6 +225,11 @@ impl Rig {
         if std::ptr::eq(bm, &*GPU_BM) {
             GPU_KERNEL.complete_all();
             assert_eq!(GPU_KERNEL.live_objects(), 0, "GEM handles left open");
+            assert_eq!(
+                GPU_KERNEL.sigbus_hazards(),
+                0,
+                "the kernel could drop pages someone may fault on"
+            );
             assert!(GPU_KERNEL.contexts().is_empty(), "kernel GEM contexts left");
         }
     }

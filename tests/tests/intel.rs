@@ -83,14 +83,26 @@ fn guest_blobs_are_gem_objects_of_the_kernel() {
         assert_eq!(back, [0xab; 4096], "the same GEM object's pages");
         assert_eq!(kernel.bytes_in(1), 2 * MIB, "placed in device memory");
         ok(vmm.command(&unmap_blob(1)).unwrap().1).unwrap();
-        // madvise: i915 passes it to the kernel; the kernel's purge is
-        // reported to the guest as retained = 0.
+        // madvise: i915 passes it to the kernel for a buffer no one maps
+        // (the kernel's purge reaches the guest as retained = 0); one the
+        // VMM has mapped keeps its pages in the kernel, whatever the guest
+        // says, so nothing can fault on it.
+        nc.gem_blob(&mut vmm, 2, 2, MIB, &regions).unwrap();
+        if flavor == Flavor::I915 {
+            // The GPU uses it (so the kernel holds its pages); no one maps it.
+            let objs = [exec_object(2)];
+            let batch = gem_execbuffer2(0, 0, 64, &objs, &[]);
+            assert_eq!(exec_ret(&mut nc, &mut vmm, &batch), 0);
+            kernel.complete_all();
+        }
         assert!(nc.madvise(&mut vmm, 1, I915_MADV_DONTNEED).unwrap());
+        assert!(nc.madvise(&mut vmm, 2, I915_MADV_DONTNEED).unwrap());
         let purged = kernel.purge_dontneed();
-        let retained = u32::from(nc.madvise(&mut vmm, 1, I915_MADV_WILLNEED).unwrap());
+        let retained =
+            [1, 2].map(|res| u32::from(nc.madvise(&mut vmm, res, I915_MADV_WILLNEED).unwrap()));
         match flavor {
-            Flavor::I915 => assert_eq!((purged, retained), (1, 0)),
-            Flavor::Xe => assert_eq!((purged, retained), (0, 1), "no kernel madvise on xe"),
+            Flavor::I915 => assert_eq!((purged, retained), (1, [1, 0])),
+            Flavor::Xe => assert_eq!((purged, retained), (0, [1, 1]), "no kernel madvise on xe"),
         }
         // The admin socket names the driver.
         let mut c = AdminClient::connect(b.admin_socket().unwrap()).unwrap();
@@ -104,6 +116,7 @@ fn guest_blobs_are_gem_objects_of_the_kernel() {
             0,
             "every GEM handle closed after the VM left"
         );
+        assert_eq!(kernel.sigbus_hazards(), 0);
     }
 }
 
@@ -276,6 +289,7 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
         "kernel contexts destroyed with the VM"
     );
     assert_eq!(kernel.live_objects(), 0);
+    assert_eq!(kernel.sigbus_hazards(), 0);
 }
 
 #[test]
@@ -295,4 +309,5 @@ fn on_xe_native_submission_says_enodev_and_buffers_still_work() {
     vmm.disconnect();
     b.join(Duration::from_secs(10)).unwrap();
     assert_eq!(kernel.live_objects(), 0);
+    assert_eq!(kernel.sigbus_hazards(), 0);
 }

@@ -9,12 +9,18 @@
 //! for unknown contexts and handles, EFAULT for DONTNEED or purged
 //! objects, EINVAL for bad batches and duplicates); a submission's
 //! out-fence is an eventfd that [`FakeKernel::complete_all`] signals.
+//!
+//! A fake cannot raise the SIGBUS a real i915 gives a CPU access to a
+//! purged (on discrete parts: any DONTNEED) object; it counts the
+//! situations that would allow one instead — DONTNEED of an object with a
+//! live CPU mapping, a mapping made of a DONTNEED object — as
+//! [`FakeKernel::sigbus_hazards`].
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rustix::io::Errno;
@@ -40,6 +46,8 @@ struct Object {
     dontneed: bool,
     purged: bool,
     busy: bool,
+    /// Live CPU mappings.
+    maps: u32,
 }
 
 /// The PCI device id the fake i915 reports.
@@ -80,6 +88,9 @@ pub struct FakeKernel {
     next: AtomicU32,
     fail_next_create: Mutex<Option<Errno>>,
     gpu: Mutex<Gpu>,
+    /// CPU mappings: address → handle.
+    mappings: Mutex<HashMap<usize, u32>>,
+    hazards: AtomicUsize,
 }
 
 impl FakeKernel {
@@ -110,6 +121,8 @@ impl FakeKernel {
             objects: Mutex::new(HashMap::new()),
             next: AtomicU32::new(1),
             fail_next_create: Mutex::new(None),
+            mappings: Mutex::new(HashMap::new()),
+            hazards: AtomicUsize::new(0),
             gpu: Mutex::new(Gpu {
                 next_context: 1,
                 ..Gpu::default()
@@ -178,6 +191,17 @@ impl FakeKernel {
             .fail_next_create
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    /// How often the kernel was left free to drop pages someone can still
+    /// fault on (each would be a SIGBUS on real i915).
+    pub fn sigbus_hazards(&self) -> usize {
+        self.hazards.load(Ordering::Relaxed)
+    }
+
+    fn hazard(&self, what: &str, handle: u32) {
+        log::error!("fake i915: SIGBUS hazard: {what} (handle {handle})");
+        self.hazards.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The kernel's own shrinker: purges every DONTNEED object (i915).
@@ -272,24 +296,44 @@ impl GemKernel for FakeKernel {
                 dontneed: false,
                 purged: false,
                 busy: false,
+                maps: 0,
             },
         );
         Ok(handle)
     }
 
     fn mmap(&self, handle: u32, size: u64, _region: &KernelRegion) -> Result<NonNull<u8>, Errno> {
-        let objects = self.objects();
-        let o = objects.get(&handle).ok_or(Errno::INVAL)?;
+        let mut objects = self.objects();
+        let o = objects.get_mut(&handle).ok_or(Errno::INVAL)?;
         if o.purged {
             return Err(Errno::INVAL);
         }
         if size != o.file.size() {
             return Err(Errno::INVAL);
         }
-        super::i915::map_offset(o.file.fd(), 0, size)
+        if o.dontneed {
+            self.hazard("mapping a DONTNEED object", handle);
+        }
+        let ptr = super::i915::map_offset(o.file.fd(), 0, size)?;
+        o.maps += 1;
+        self.mappings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ptr.as_ptr() as usize, handle);
+        Ok(ptr)
     }
 
     fn munmap(&self, ptr: NonNull<u8>, size: u64) {
+        let handle = self
+            .mappings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ptr.as_ptr() as usize));
+        if let Some(h) = handle {
+            if let Some(o) = self.objects().get_mut(&h) {
+                o.maps = o.maps.saturating_sub(1);
+            }
+        }
         super::i915::unmap(ptr, size);
     }
 
@@ -310,7 +354,12 @@ impl GemKernel for FakeKernel {
         let mut objects = self.objects();
         let o = objects.get_mut(&handle).ok_or(Errno::INVAL)?;
         o.dontneed = madv != Madv::WillNeed;
-        Ok(Some(!o.purged))
+        let (retained, mapped) = (!o.purged, o.maps > 0);
+        drop(objects);
+        if madv != Madv::WillNeed && mapped {
+            self.hazard("DONTNEED of a CPU-mapped object", handle);
+        }
+        Ok(Some(retained))
     }
 
     fn busy(&self, handle: u32) -> Result<bool, Errno> {

@@ -21,6 +21,16 @@
 //! whose `retained` vgpu reports); xe has no buffer madvise, so there
 //! vgpu's own purge policy applies (a purge closes the object).
 //!
+//! i915 may drop a DONTNEED object's pages at any time, after which every
+//! CPU access through a mapping of it is SIGBUS (on discrete parts any
+//! fault on a DONTNEED object is): that would kill the daemon, or the VMM
+//! for a guest mapping. So the kernel hears DONTNEED only for objects
+//! that no one can touch by CPU — never mapped by vgpu, descriptor never
+//! shared — and gets WILLNEED back (with its `retained`) before vgpu maps
+//! one or shares its descriptor. For all other objects DONTNEED stays
+//! vgpu's own state, and vgpu's shrinker purges them by closing them (a
+//! VMM's mapping of the dma-buf keeps its pages alive, so nothing faults).
+//!
 //! Must not: know about virtio; the device asks the manager, as with the
 //! emulated driver.
 
@@ -34,7 +44,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustix::io::Errno;
@@ -233,6 +243,10 @@ pub struct GemBuffer {
     size: u64,
     dmabuf: OwnedFd,
     map: OnceLock<Option<Mapping>>,
+    /// The kernel was told DONTNEED (and may drop the pages).
+    kernel_dontneed: AtomicBool,
+    /// The dma-buf left the daemon: someone else may fault on it.
+    shared: AtomicBool,
 }
 
 impl fmt::Debug for GemBuffer {
@@ -265,6 +279,24 @@ impl GemBuffer {
         self.mapping()
             .ok_or_else(|| io::Error::other("the GEM object could not be mapped"))
     }
+
+    /// Takes a kernel DONTNEED back before the object is touched by CPU:
+    /// an error if the kernel has already dropped the pages.
+    fn reclaim(&self) -> io::Result<()> {
+        if !self.kernel_dontneed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        match self.kernel.madvise(self.handle, Madv::WillNeed) {
+            Ok(Some(true)) | Ok(None) => Ok(()),
+            Ok(Some(false)) => Err(io::Error::other(
+                "the GPU kernel purged the object (it was DONTNEED)",
+            )),
+            Err(e) => {
+                self.kernel_dontneed.store(true, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
 }
 
 impl Drop for GemBuffer {
@@ -285,11 +317,29 @@ impl BufferIo for GemBuffer {
         Some(self.handle)
     }
 
+    fn share(&self) -> io::Result<BorrowedFd<'_>> {
+        self.shared.store(true, Ordering::Release);
+        self.reclaim()?;
+        Ok(self.dmabuf.as_fd())
+    }
+
     fn size(&self) -> u64 {
         self.size
     }
 
     fn mapping(&self) -> Option<NonNull<u8>> {
+        if let Some(m) = self.map.get() {
+            return m.as_ref().map(|m| m.0);
+        }
+        // Not cached: a purge is for good, but a failed ioctl may pass.
+        if let Err(e) = self.reclaim() {
+            log::warn!(
+                "{}: GEM object {} cannot be mapped: {e}",
+                self.kernel.driver(),
+                self.handle
+            );
+            return None;
+        }
         self.map
             .get_or_init(
                 || match self.kernel.mmap(self.handle, self.size, &self.region) {
@@ -440,6 +490,8 @@ impl MemoryRegion for GemRegion {
             size,
             dmabuf,
             map: OnceLock::new(),
+            kernel_dontneed: AtomicBool::new(false),
+            shared: AtomicBool::new(false),
         }))
     }
 
@@ -509,8 +561,20 @@ impl MemoryRegion for GemRegion {
         let Backing::Gem(b) = backing else {
             return None;
         };
+        match madv {
+            Madv::WillNeed => b.kernel_dontneed.store(false, Ordering::Release),
+            // Mapped by vgpu or shared: the kernel must keep the pages
+            // (see the module docs); vgpu's own policy applies.
+            _ if b.map.get().is_some() || b.shared.load(Ordering::Acquire) => return None,
+            _ => {}
+        }
         match self.kernel.madvise(b.handle, madv) {
-            Ok(Some(retained)) => Some(Ok(retained)),
+            Ok(Some(retained)) => {
+                if madv != Madv::WillNeed {
+                    b.kernel_dontneed.store(true, Ordering::Release);
+                }
+                Some(Ok(retained))
+            }
             Ok(None) => None,
             Err(e) => Some(Err(e.into())),
         }

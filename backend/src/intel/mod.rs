@@ -447,15 +447,21 @@ impl MemoryRegion for GemRegion {
     }
 
     fn allocate(&self, size: u64, _name: &str) -> Result<Backing, RegionError> {
-        if let Some(cap) = self.info.capacity {
-            let used = self.used.load(Ordering::Relaxed);
-            if used.saturating_add(size) > cap {
-                return Err(RegionError::NoSpace {
-                    size,
-                    free: cap.saturating_sub(used),
-                });
-            }
-        }
+        // Reserve first: concurrent allocations never overcommit the
+        // region in vgpu's accounting.
+        let cap = self.info.capacity.unwrap_or(u64::MAX);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(size).filter(|end| *end <= cap)
+            })
+            .map_err(|used| RegionError::NoSpace {
+                size,
+                free: cap.saturating_sub(used),
+            })?;
+        let unreserve = |e: RegionError| {
+            self.used.fetch_sub(size, Ordering::AcqRel);
+            e
+        };
         let handle = self
             .kernel
             .create(size, &self.region)
@@ -471,18 +477,18 @@ impl MemoryRegion for GemRegion {
                     op: "creating a GEM object",
                     source: e.into(),
                 },
-            })?;
+            })
+            .map_err(unreserve)?;
         let dmabuf = match self.kernel.export(handle) {
             Ok(fd) => fd,
             Err(e) => {
                 self.kernel.close(handle);
-                return Err(RegionError::Io {
+                return Err(unreserve(RegionError::Io {
                     op: "exporting a GEM object (PRIME)",
                     source: e.into(),
-                });
+                }));
             }
         };
-        self.used.fetch_add(size, Ordering::Relaxed);
         Ok(Backing::Gem(GemBuffer {
             kernel: self.kernel.clone(),
             region: self.region,
@@ -497,7 +503,7 @@ impl MemoryRegion for GemRegion {
 
     fn free(&self, backing: Backing) {
         if let Backing::Gem(b) = backing {
-            self.used.fetch_sub(b.size, Ordering::Relaxed);
+            self.used.fetch_sub(b.size, Ordering::AcqRel);
             drop(b);
         }
     }

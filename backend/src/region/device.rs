@@ -116,12 +116,16 @@ impl MemoryRegion for EmulatedDeviceRegion {
             .ok()
             .filter(|p| *p > 0)
             .ok_or(RegionError::NoSpace { size, free })?;
-        let range = self
-            .allocator()
+        // `used` changes under the allocator's lock, so it always equals
+        // what the allocator hands out (never above capacity in a stats
+        // snapshot taken while another thread frees and allocates).
+        let mut allocator = self.allocator();
+        let range = allocator
             .allocate_range(pages)
             .map_err(|_| RegionError::NoSpace { size, free })?;
         self.used
             .fetch_add(u64::from(pages) * PAGE_SIZE, Ordering::Relaxed);
+        drop(allocator);
         Ok(Backing::Pool(PoolRange {
             first: range.start,
             pages,
@@ -134,8 +138,8 @@ impl MemoryRegion for EmulatedDeviceRegion {
             if let Err(e) = self.pool.punch(range.offset(), range.len()) {
                 log::warn!("punching freed device range {range:?} failed: {e}");
             }
-            self.allocator()
-                .free_range(range.first..range.first + range.pages);
+            let mut allocator = self.allocator();
+            allocator.free_range(range.first..range.first + range.pages);
             self.used.fetch_sub(range.len(), Ordering::Relaxed);
         }
     }

@@ -208,13 +208,22 @@ impl VgpuBackend {
             // reload; QEMU sends no reset for vhost-user-gpu): its resource
             // ids start over, so the old ones must go. A VM resumed after a
             // pause restarts at the old index and keeps everything.
-            if let Some(ctl) = vrings.get(CONTROL_QUEUE as usize) {
+            // Decided once the control queue runs again (its base is set
+            // by then); until then the flag stays.
+            if let Some(ctl) = vrings
+                .get(CONTROL_QUEUE as usize)
+                .filter(|v| v.get_ref().get_queue().ready())
+            {
                 let fresh = ctl.get_ref().get_queue().next_avail() == 0;
-                if fresh && (st.gpu.stats().resources > 0 || st.gpu.stats().contexts > 0) {
-                    log::info!("control queue restarted from 0: new driver instance, freeing the old one's resources");
-                    st.gpu.reset();
+                if fresh {
+                    // Requests of the old instance are never answered in
+                    // the new one's ring.
                     st.timelines.clear();
                     st.pending_heads.clear();
+                    if st.gpu.stats().resources > 0 || st.gpu.stats().contexts > 0 {
+                        log::info!("control queue restarted from 0: new driver instance, freeing the old one's resources");
+                        st.gpu.reset();
+                    }
                 }
                 inbox.restarted = false;
             }
@@ -377,6 +386,11 @@ impl VgpuBackend {
 
     /// Completes, in order per timeline, every fenced response whose work is done.
     fn retire(&self, st: &mut State, vring: &VringRwLock) -> io::Result<bool> {
+        // A stopped queue's used ring may already belong to someone else
+        // (the guest rebooted): completions wait until it runs again.
+        if !vring.get_ref().get_queue().ready() {
+            return Ok(false);
+        }
         let mut used_any = false;
         for queue in st.timelines.values_mut() {
             while queue

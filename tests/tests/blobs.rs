@@ -539,6 +539,39 @@ fn cursor_commands_neither_wait_for_nor_drop_pending_control_fences() {
     assert_eq!((r, rh.fence_id.get()), (Response::OkNoData, 1));
 }
 
+// Regression (review): a fenced request still running when the frontend
+// stops the queue (guest reboot: GET_VRING_BASE, no reset) was completed
+// into the stopped queue's used ring, memory the next guest instance owns.
+#[test]
+fn fences_never_complete_into_a_stopped_queue() {
+    let cfg = DeviceConfig {
+        exec_delay: Duration::from_millis(200),
+        ..DeviceConfig::default()
+    };
+    let (_b, mut vmm) = setup(cfg);
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
+    nc.builder
+        .push(&gem_execbuffer2(0, 0, 64, &[exec_object(1)], &[]))
+        .unwrap();
+    let exec = nc.builder.take_stream();
+    let Command::Submit3d { mut cmd, data } = submit_3d(1, &exec) else {
+        unreachable!()
+    };
+    cmd.hdr = fenced(cmd.hdr, 1, None);
+    vmm.post(
+        CTRL,
+        &Request::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
+    )
+    .unwrap();
+    vmm.stop_queue(CTRL).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        vmm.poll_used(CTRL).unwrap().is_empty(),
+        "nothing written to a stopped queue's used ring"
+    );
+}
+
 #[test]
 fn disconnect_mid_stream_frees_everything_and_the_next_vm_works() {
     let _ = env_logger::builder().is_test(true).try_init();

@@ -29,6 +29,25 @@ use crate::guest_io::{guest_fd_range, BackingError, GuestBacking, GuestMem};
 use crate::hostmem::{HostMemError, HostMemMapper, HostMemRegion};
 use crate::resource::*;
 
+/// The largest scanout rectangle a guest may show, per side (the Linux
+/// virtio-gpu driver's XRES_MAX / YRES_MAX).
+pub const MAX_SCANOUT_SIDE: u32 = 8192;
+/// Display updates go out in bands of whole rows of at most this many
+/// bytes (a 2560×1440 frame is one band), so a flush never needs more
+/// memory than this, however large the shown rectangle.
+pub const UPDATE_BAND_BYTES: usize = 16 << 20;
+
+/// Refuses scanout rectangles larger than any display vgpu drives.
+fn check_scanout_side(r: &Rect) -> GpuResult<()> {
+    let (w, h) = (r.width.get(), r.height.get());
+    if w > MAX_SCANOUT_SIDE || h > MAX_SCANOUT_SIDE {
+        return Err(GpuError::InvalidParameter(format!(
+            "scanout rectangle {w}x{h} is larger than {MAX_SCANOUT_SIDE}x{MAX_SCANOUT_SIDE}"
+        )));
+    }
+    Ok(())
+}
+
 /// Why a command failed; [`GpuError::code`] is the response.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -457,6 +476,7 @@ impl VirtioGpu {
             GpuError::InvalidParameter(format!("resource {res_id} is not an image"))
         })?;
         check_rect(&c.r, width, height, false)?;
+        check_scanout_side(&c.r)?;
         let rect = (c.r.x.get(), c.r.y.get(), c.r.width.get(), c.r.height.get());
         self.show(
             scanout,
@@ -488,6 +508,7 @@ impl VirtioGpu {
             .ok_or_else(|| GpuError::InvalidParameter(format!("format {}", c.format.get())))?;
         let (width, height) = (c.width.get(), c.height.get());
         check_rect(&c.r, width, height, false)?;
+        check_scanout_side(&c.r)?;
         let stride = c.strides[0].get();
         let offset = c.offsets[0].get();
         let row = u64::from(width) * BPP;
@@ -570,21 +591,30 @@ impl VirtioGpu {
             return Ok(());
         };
         let row = w as usize * 4;
+        let band = u32::try_from((UPDATE_BAND_BYTES / row.max(1)).max(1)).unwrap_or(u32::MAX);
         let mut pixels = std::mem::take(&mut self.update_scratch);
-        pixels.resize(row * h as usize, 0);
-        let first = base + u64::from(y) * u64::from(stride) + u64::from(x) * 4;
-        let read = self.read_rows(res_id, first, u64::from(stride), row, &mut pixels, mem);
-        let sent = read.and_then(|()| {
-            for line in pixels.chunks_exact_mut(row) {
-                to_bgrx_in_place(format, line, false);
-            }
-            match self.display.as_mut() {
-                Some(d) => d
-                    .update(i, x - rect.0, y - rect.1, w, h, &pixels)
-                    .map_err(|e| GpuError::Unspec(e.to_string())),
-                None => Ok(()),
-            }
-        });
+        let mut sent = Ok(());
+        let mut done = 0u32;
+        while done < h && sent.is_ok() {
+            let rows = band.min(h - done);
+            let top = y + done;
+            pixels.clear();
+            pixels.resize(row * rows as usize, 0);
+            let first = base + u64::from(top) * u64::from(stride) + u64::from(x) * 4;
+            let read = self.read_rows(res_id, first, u64::from(stride), row, &mut pixels, mem);
+            sent = read.and_then(|()| {
+                for line in pixels.chunks_exact_mut(row) {
+                    to_bgrx_in_place(format, line, false);
+                }
+                match self.display.as_mut() {
+                    Some(d) => d
+                        .update(i, x - rect.0, top - rect.1, w, rows, &pixels)
+                        .map_err(|e| GpuError::Unspec(e.to_string())),
+                    None => Ok(()),
+                }
+            });
+            done += rows;
+        }
         self.update_scratch = pixels;
         sent
     }

@@ -398,6 +398,40 @@ fn scanout_flush_and_cursor_reach_the_display() {
         .is_some());
 }
 
+// Regression (review): a scanout of any size a resource allowed, flushed
+// in one piece, made the daemon allocate the whole rectangle at once.
+#[test]
+fn huge_scanouts_are_refused_and_large_flushes_go_out_in_bands() {
+    let (_b, mut vmm) = setup();
+    expect_ok(&mut vmm, &create_2d(2, Format::B8G8R8X8Unorm, 8193, 1));
+    expect(
+        &mut vmm,
+        &set_scanout(0, 2, Rect::new(0, 0, 8193, 1)),
+        ErrorCode::InvalidParameter,
+    );
+    // 2048x4096 is 32 MiB: two bands of 16 MiB.
+    expect_ok(&mut vmm, &create_2d(3, Format::B8G8R8X8Unorm, 2048, 4096));
+    expect_ok(&mut vmm, &set_scanout(0, 3, Rect::new(0, 0, 2048, 4096)));
+    expect_ok(&mut vmm, &flush(3, Rect::new(0, 0, 2048, 4096)));
+    let d = vmm.display.as_ref().unwrap();
+    let mut bands = Vec::new();
+    while bands.len() < 2 {
+        let Some(DisplayMsg::Update {
+            y, width, height, ..
+        }) = d.wait_for(
+            Duration::from_secs(10),
+            |m| matches!(m, DisplayMsg::Update { y, .. } if !bands.contains(y)),
+        )
+        else {
+            panic!("missing band after {bands:?}");
+        };
+        assert_eq!((width, height), (2048, 2048));
+        bands.push(y);
+    }
+    bands.sort_unstable();
+    assert_eq!(bands, vec![0, 2048]);
+}
+
 #[test]
 fn resource_uuids_are_stable_and_unique() {
     let (_b, mut vmm) = setup();

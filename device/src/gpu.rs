@@ -203,6 +203,10 @@ pub struct VirtioGpu {
     /// Pixels of the last display update, kept so that the next one of
     /// the same size reuses warm memory.
     update_scratch: Vec<u8>,
+    /// Accounts of destroyed contexts whose objects live on as resources
+    /// (e.g. a client's buffers a compositor still shows); each goes when
+    /// its last object does.
+    orphaned_accounts: std::collections::HashSet<OwnerId>,
 }
 
 impl std::fmt::Debug for VirtioGpu {
@@ -244,6 +248,7 @@ impl VirtioGpu {
             cursor_visible: false,
             cursor_scanout: 0,
             update_scratch: Vec::new(),
+            orphaned_accounts: std::collections::HashSet::new(),
         }
     }
 
@@ -855,7 +860,14 @@ impl VirtioGpu {
             self.backing_entries -= b.entry_count();
         }
         if let Some(obj) = r.object() {
+            let owner = self.bm.object_info(obj).ok().map(|i| i.owner);
             let _ = self.bm.destroy(obj);
+            if let Some(owner) = owner.filter(|o| self.orphaned_accounts.contains(o)) {
+                if self.bm.owner_stats(owner).is_ok_and(|s| s.objects == 0) {
+                    let _ = self.bm.destroy_owner(owner);
+                    self.orphaned_accounts.remove(&owner);
+                }
+            }
         }
         // A context's response blob going away leaves it without one.
         for ctx in self.contexts.values_mut() {
@@ -1343,10 +1355,11 @@ impl VirtioGpu {
             r.contexts.retain(|c| *c != id);
         }
         // Resources made from the context's objects outlive it; its
-        // account goes once they are gone (checked when they are unref'd
-        // and at VM teardown, which frees the whole tree).
+        // account goes with the last of them (see `unref`).
         if self.bm.owner_stats(ctx.owner).is_ok_and(|s| s.objects == 0) {
             let _ = self.bm.destroy_owner(ctx.owner);
+        } else {
+            self.orphaned_accounts.insert(ctx.owner);
         }
         Ok(())
     }

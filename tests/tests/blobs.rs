@@ -572,6 +572,36 @@ fn fences_never_complete_into_a_stopped_queue() {
     );
 }
 
+// Regression (review): a context destroyed while a resource made from
+// its object lived on left its account behind for the VM's whole life.
+#[test]
+fn a_destroyed_contexts_account_goes_with_its_last_resource() {
+    let backend = RunningBackend::in_process(DeviceConfig::default(), 1).unwrap();
+    let bm = backend.buffer_manager().unwrap().clone();
+    let mut vmm = Vmm::connect(backend.socket(), VmmOptions::default()).unwrap();
+    let accounts = |bm: &vgpu_backend::BufferManager| {
+        bm.stats()
+            .owners
+            .iter()
+            .filter(|o| o.name.starts_with("ctx"))
+            .count()
+    };
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
+    assert_eq!(accounts(&bm), 1);
+    expect_ok(
+        &mut vmm,
+        &Command::CtxDestroy(CtxDestroy {
+            hdr: ctx_hdr(CommandType::CtxDestroy, 1),
+        }),
+    );
+    assert_eq!(accounts(&bm), 1, "its blob is still a resource");
+    expect_ok(&mut vmm, &unref(1));
+    assert_eq!(accounts(&bm), 1, "the response blob (resource 100) is too");
+    expect_ok(&mut vmm, &unref(100));
+    assert_eq!(accounts(&bm), 0, "gone with the last resource");
+}
+
 #[test]
 fn disconnect_mid_stream_frees_everything_and_the_next_vm_works() {
     let _ = env_logger::builder().is_test(true).try_init();

@@ -33,12 +33,15 @@ pub fn edid_for(mode: Mode, serial: u32) -> [u8; EDID_BLOCK] {
         e[38 + 2 * i] = 0x01;
         e[39 + 2 * i] = 0x01;
     }
-    detailed_timing(mode, &mut e[54..72]);
+    let refresh = detailed_timing(mode, &mut e[54..72]);
     // Display product name.
     descriptor_text(0xfc, b"vgpu", &mut e[72..90]);
-    // Range limits: 50-75 Hz vertical, 30-255 kHz horizontal, 600 MHz.
+    // Range limits: 50-75 Hz vertical (down to the preferred timing's rate
+    // for modes too large for 60 Hz), 30-255 kHz horizontal, 600 MHz.
+    // (one Hz lower: the pixel clock is rounded down to 10 kHz).
+    let vmin = u8::try_from(refresh.saturating_sub(1).min(50)).unwrap_or(50);
     e[90..108].copy_from_slice(&[
-        0, 0, 0, 0xfd, 0, 50, 75, 30, 255, 60, 0x00, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+        0, 0, 0, 0xfd, 0, vmin, 75, 30, 255, 60, 0x00, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     ]);
     descriptor_text(0xff, format!("{serial:08}").as_bytes(), &mut e[108..126]);
     e[126] = 0; // no extension blocks
@@ -58,7 +61,8 @@ fn descriptor_text(tag: u8, text: &[u8], d: &mut [u8]) {
     }
 }
 
-fn detailed_timing(mode: Mode, d: &mut [u8]) {
+/// Writes the preferred timing; returns its vertical refresh in Hz.
+fn detailed_timing(mode: Mode, d: &mut [u8]) -> u64 {
     let (w, h) = (mode.width, mode.height);
     // CVT reduced blanking: 160 pixels of horizontal blanking; vertical
     // blanking of at least 460 µs.
@@ -99,6 +103,7 @@ fn detailed_timing(mode: Mode, d: &mut [u8]) {
     d[15] = 0;
     d[16] = 0;
     d[17] = 0x1a; // digital separate sync, +hsync -vsync (CVT-RB)
+    refresh
 }
 
 #[cfg(test)]
@@ -127,8 +132,18 @@ mod tests {
             let dw = u32::from(e[56]) | (u32::from(e[58]) >> 4) << 8;
             let dh = u32::from(e[59]) | (u32::from(e[61]) >> 4) << 8;
             assert_eq!((dw, dh), (w, h));
-            assert_ne!(u16::from_le_bytes([e[54], e[55]]), 0, "pixel clock set");
+            let clock = u64::from(u16::from_le_bytes([e[54], e[55]])) * 10_000;
+            assert_ne!(clock, 0, "pixel clock set");
             assert_eq!(&e[77..81], b"vgpu");
+            // The preferred timing's refresh lies in the advertised range.
+            let hblank = u64::from(e[57]) | u64::from(e[58] & 0xf) << 8;
+            let vblank = u64::from(e[60]) | u64::from(e[61] & 0xf) << 8;
+            let refresh = clock / ((u64::from(w) + hblank) * (u64::from(h) + vblank));
+            let (vmin, vmax) = (u64::from(e[95]), u64::from(e[96]));
+            assert!(
+                (vmin..=vmax).contains(&refresh),
+                "{w}x{h}: {refresh} Hz outside {vmin}-{vmax}"
+            );
         }
     }
 }

@@ -207,6 +207,10 @@ pub struct VirtioGpu {
     /// (e.g. a client's buffers a compositor still shows); each goes when
     /// its last object does.
     orphaned_accounts: std::collections::HashSet<OwnerId>,
+    /// Objects whose SHMEM_UNMAP the VMM failed: it may still map their
+    /// pages into the guest, so they stay alive and pinned (and their
+    /// host-visible range taken) until the connection ends.
+    quarantine: Vec<(ObjectId, u64)>,
 }
 
 impl std::fmt::Debug for VirtioGpu {
@@ -249,6 +253,7 @@ impl VirtioGpu {
             cursor_scanout: 0,
             update_scratch: Vec::new(),
             orphaned_accounts: std::collections::HashSet::new(),
+            quarantine: Vec::new(),
         }
     }
 
@@ -292,6 +297,16 @@ impl VirtioGpu {
     /// Number of capsets offered (only the DRM one, with VIRGL).
     pub fn num_capsets(&self) -> u32 {
         u32::from(self.cfg.virgl)
+    }
+
+    /// Frees what failed unmaps kept (the connection to the VMM is gone,
+    /// and with it the guest's mappings).
+    pub fn release_quarantine(&mut self) {
+        for (obj, offset) in std::mem::take(&mut self.quarantine) {
+            let _ = self.bm.unpin(obj, PinReason::Mapped);
+            let _ = self.bm.destroy(obj);
+            self.hostmem.release(offset);
+        }
     }
 
     /// Forgets every resource and context and frees all their host memory
@@ -859,7 +874,10 @@ impl VirtioGpu {
         if let Some(b) = &r.backing {
             self.backing_entries -= b.entry_count();
         }
-        if let Some(obj) = r.object() {
+        if let Some(obj) = r
+            .object()
+            .filter(|o| !self.quarantine.iter().any(|(q, _)| q == o))
+        {
             let owner = self.bm.object_info(obj).ok().map(|i| i.owner);
             let _ = self.bm.destroy(obj);
             if let Some(owner) = owner.filter(|o| self.orphaned_accounts.contains(o)) {
@@ -1290,7 +1308,16 @@ impl VirtioGpu {
         let obj = r.object();
         if let Some(mapper) = &self.mapper {
             if let Err(e) = mapper.unmap(m.offset, m.len) {
-                log::warn!("SHMEM_UNMAP of blob {id} failed: {e}");
+                log::warn!(
+                    "SHMEM_UNMAP of blob {id} failed: {e}; its pages stay reserved until the VMM disconnects"
+                );
+                match obj {
+                    // Pinned, and kept out of `unref`'s reach.
+                    Some(obj) if m.pinned => self.quarantine.push((obj, m.offset)),
+                    // Guest pages (a GUEST blob): nothing of the host's to keep.
+                    _ => self.hostmem.release(m.offset),
+                }
+                return Ok(());
             }
         }
         self.hostmem.release(m.offset);

@@ -182,6 +182,7 @@ impl VgpuBackend {
         st.gpu.set_mapper(None);
         st.gpu.set_display(None);
         st.gpu.reset();
+        st.gpu.release_quarantine();
         st.timelines.clear();
         st.pending_heads.clear();
     }
@@ -269,8 +270,13 @@ impl VgpuBackend {
                         .push_back(Pending { head, len, fence });
                 }
                 None => {
-                    vring.add_used(head, len).map_err(io_err)?;
-                    used_any = true;
+                    // A head the ring refuses (out of range) is the
+                    // guest's own fault: the chains already done are
+                    // still signalled.
+                    match vring.add_used(head, len) {
+                        Ok(()) => used_any = true,
+                        Err(e) => log::warn!("queue {queue}: head {head} not completed: {e}"),
+                    }
                 }
             }
         }

@@ -193,6 +193,8 @@ pub struct ShmemHandler {
     pub region: std::sync::Arc<HostVisibleRegion>,
     /// Every request seen, for assertions: `(map?, shm_offset, len)`.
     pub log: Mutex<Vec<(bool, u64, u64)>>,
+    /// Answer SHMEM_UNMAP with an error (a VMM that cannot unmap).
+    pub fail_unmaps: std::sync::atomic::AtomicBool,
 }
 
 impl VhostUserFrontendReqHandler for ShmemHandler {
@@ -214,6 +216,9 @@ impl VhostUserFrontendReqHandler for ShmemHandler {
 
     fn shmem_unmap(&self, req: &VhostUserMMap) -> HandlerResult<u64> {
         let (offset, len) = (req.shm_offset, req.len);
+        if self.fail_unmaps.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         self.region.unmap(offset, len)?;
         self.log
             .lock()

@@ -172,6 +172,7 @@ impl Vmm {
             let handler = Arc::new(ShmemHandler {
                 region: region.clone(),
                 log: Mutex::new(Vec::new()),
+                fail_unmaps: std::sync::atomic::AtomicBool::new(false),
             });
             let mut req = FrontendReqHandler::new(handler.clone()).map_err(vuio)?;
             req.set_reply_ack_flag(protocol.contains(VhostUserProtocolFeatures::REPLY_ACK));
@@ -270,6 +271,14 @@ impl Vmm {
             .get_config(0, 16, VhostUserConfigFlags::WRITABLE, &[0u8; 16])
             .map_err(vio)?;
         VirtioGpuConfig::read_from_bytes(&bytes).map_err(|_| io::Error::other("short config"))
+    }
+
+    /// Makes the VMM side answer every SHMEM_UNMAP with an error.
+    pub fn fail_shmem_unmaps(&self, fail: bool) {
+        if let Some(s) = &self.shmem {
+            s.fail_unmaps
+                .store(fail, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The SHMEM_MAP / SHMEM_UNMAP requests seen: `(map?, offset, len)`.

@@ -602,6 +602,35 @@ fn a_destroyed_contexts_account_goes_with_its_last_resource() {
     assert_eq!(accounts(&bm), 0, "gone with the last resource");
 }
 
+// Regression (review): after a failed SHMEM_UNMAP the blob was freed
+// anyway, and its pages (a device-pool range) handed out again while the
+// VMM might still map them into the guest.
+#[test]
+fn a_blob_the_vmm_failed_to_unmap_stays_until_the_vmm_leaves() {
+    let mut backend = RunningBackend::in_process(DeviceConfig::default(), 1).unwrap();
+    let bm = backend.buffer_manager().unwrap().clone();
+    let mut vmm = Vmm::connect(backend.socket(), VmmOptions::default()).unwrap();
+    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
+    gem_blob(&mut vmm, &mut nc, 1, 1, MIB);
+    assert!(matches!(
+        vmm.command(&map_blob(1, 4 * MIB)).unwrap().1,
+        Response::MapInfo(_)
+    ));
+    let objects = |bm: &vgpu_backend::BufferManager| bm.stats().objects;
+    let before = objects(&bm);
+    vmm.fail_shmem_unmaps(true);
+    expect_ok(&mut vmm, &unmap_blob(1));
+    expect_ok(&mut vmm, &unref(1));
+    assert_eq!(objects(&bm), before, "kept: the VMM may still map it");
+    // Its host-visible range is still taken.
+    vmm.fail_shmem_unmaps(false);
+    gem_blob(&mut vmm, &mut nc, 2, 2, MIB);
+    expect(&mut vmm, &map_blob(2, 4 * MIB), ErrorCode::InvalidParameter);
+    vmm.disconnect();
+    backend.join(Duration::from_secs(10)).unwrap();
+    assert_eq!(objects(&bm), 0, "freed once the VMM is gone");
+}
+
 #[test]
 fn disconnect_mid_stream_frees_everything_and_the_next_vm_works() {
     let _ = env_logger::builder().is_test(true).try_init();

@@ -419,28 +419,37 @@ fn sixty_four_blobs_half_purged_by_the_shrinker() {
     );
 }
 
-#[test]
-fn fences_complete_in_order_per_timeline_and_timelines_do_not_wait_for_each_other() {
+/// A device whose execbuffers take `delay`, native context 1 with blob 1,
+/// and the command stream of one execbuffer of that blob.
+fn slow_engine(delay: Duration) -> (RunningBackend, Vmm, NativeContext, Vec<u8>) {
     let cfg = DeviceConfig {
-        exec_delay: Duration::from_millis(300),
+        exec_delay: delay,
         ..DeviceConfig::default()
     };
-    let (_b, mut vmm) = setup(cfg);
+    let (b, mut vmm) = setup(cfg);
     let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
     gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
-    let objs = [exec_object(1)];
-    let mut exec = Vec::new();
     nc.builder
-        .push(&gem_execbuffer2(0, 0, 64, &objs, &[]))
+        .push(&gem_execbuffer2(0, 0, 64, &[exec_object(1)], &[]))
         .unwrap();
-    exec.extend(nc.builder.take_stream());
-    let submit = |fence: u64, ring: u8, stream: &[u8]| {
-        let Command::Submit3d { mut cmd, data } = submit_3d(1, stream) else {
-            unreachable!()
-        };
-        cmd.hdr = fenced(cmd.hdr, fence, Some(ring));
-        Command::Submit3d { cmd, data }.to_bytes()
+    let exec = nc.builder.take_stream();
+    (b, vmm, nc, exec)
+}
+
+/// SUBMIT_3D of `stream` on context 1, fenced with `fence` on `ring`
+/// (`None`: the global timeline).
+fn fenced_submit(stream: &[u8], fence: u64, ring: Option<u8>) -> Vec<u8> {
+    let Command::Submit3d { mut cmd, data } = submit_3d(1, stream) else {
+        unreachable!()
     };
+    cmd.hdr = fenced(cmd.hdr, fence, ring);
+    Command::Submit3d { cmd, data }.to_bytes()
+}
+
+#[test]
+fn fences_complete_in_order_per_timeline_and_timelines_do_not_wait_for_each_other() {
+    let (_b, mut vmm, mut nc, exec) = slow_engine(Duration::from_millis(300));
+    let submit = |fence: u64, ring: u8, stream: &[u8]| fenced_submit(stream, fence, Some(ring));
     // Ring 0: a slow execbuffer, then an empty fenced submit (must wait).
     // Ring 1: an empty fenced submit (must not wait).
     let (a, oa) = vmm
@@ -482,26 +491,9 @@ fn fences_complete_in_order_per_timeline_and_timelines_do_not_wait_for_each_othe
 // command waited behind control fences and was completed on the control ring.
 #[test]
 fn cursor_commands_neither_wait_for_nor_drop_pending_control_fences() {
-    let cfg = DeviceConfig {
-        exec_delay: Duration::from_millis(300),
-        ..DeviceConfig::default()
-    };
-    let (_b, mut vmm) = setup(cfg);
-    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
-    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
-    nc.builder
-        .push(&gem_execbuffer2(0, 0, 64, &[exec_object(1)], &[]))
-        .unwrap();
-    let exec = nc.builder.take_stream();
-    let Command::Submit3d { mut cmd, data } = submit_3d(1, &exec) else {
-        unreachable!()
-    };
-    cmd.hdr = fenced(cmd.hdr, 1, None);
+    let (_b, mut vmm, _nc, exec) = slow_engine(Duration::from_millis(300));
     let (slow, out) = vmm
-        .post(
-            CTRL,
-            &Request::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
-        )
+        .post(CTRL, &Request::of(fenced_submit(&exec, 1, None), 64))
         .unwrap();
     // Fenced cursor moves on the global timeline, until one reuses the
     // pending control request's head number.
@@ -544,26 +536,9 @@ fn cursor_commands_neither_wait_for_nor_drop_pending_control_fences() {
 // into the stopped queue's used ring, memory the next guest instance owns.
 #[test]
 fn fences_never_complete_into_a_stopped_queue() {
-    let cfg = DeviceConfig {
-        exec_delay: Duration::from_millis(200),
-        ..DeviceConfig::default()
-    };
-    let (_b, mut vmm) = setup(cfg);
-    let mut nc = NativeContext::create(&mut vmm, 1, 100, 0).unwrap();
-    gem_blob(&mut vmm, &mut nc, 1, 1, PAGE);
-    nc.builder
-        .push(&gem_execbuffer2(0, 0, 64, &[exec_object(1)], &[]))
+    let (_b, mut vmm, _nc, exec) = slow_engine(Duration::from_millis(200));
+    vmm.post(CTRL, &Request::of(fenced_submit(&exec, 1, None), 64))
         .unwrap();
-    let exec = nc.builder.take_stream();
-    let Command::Submit3d { mut cmd, data } = submit_3d(1, &exec) else {
-        unreachable!()
-    };
-    cmd.hdr = fenced(cmd.hdr, 1, None);
-    vmm.post(
-        CTRL,
-        &Request::of(Command::Submit3d { cmd, data }.to_bytes(), 64),
-    )
-    .unwrap();
     vmm.stop_queue(CTRL).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -86,14 +86,23 @@ impl RunResult {
             self.scenario, self.depth, self.backend
         );
         match (&self.figures, &self.not_run) {
-            (Some(f), _) => format!(
-                "{head} {:>11.0} ops/s {:>10} p50 {:>9.1} us  p99 {:>9.1} us  p999 {:>9.1} us",
-                f.ops_per_s,
-                f.mb_per_s.map_or(String::new(), |m| format!("{m:.0} MB/s")),
-                f.p50_us,
-                f.p99_us,
-                f.p999_us
-            ),
+            (Some(f), _) => {
+                let mut line = format!(
+                    "{head} {:>11.0} ops/s {:>10} p50 {:>9.1} us  p99 {:>9.1} us  p999 {:>9.1} us",
+                    f.ops_per_s,
+                    f.mb_per_s.map_or(String::new(), |m| format!("{m:.0} MB/s")),
+                    f.p50_us,
+                    f.p99_us,
+                    f.p999_us
+                );
+                for c in &f.per_command {
+                    line += &format!(
+                        "\n{:<36} {:<8} p50 {:>9.1} us  p99 {:>9.1} us",
+                        "", c.command, c.p50_us, c.p99_us
+                    );
+                }
+                line
+            }
             (None, Some(why)) => format!("{head} not run: {why}"),
             (None, None) => head,
         }

@@ -353,7 +353,7 @@ impl BlobRig {
                     size,
                     &[entry],
                 ));
-                pc.time(|| batch(vmm, std::slice::from_ref(&create)))?;
+                pc.time("create", || batch(vmm, std::slice::from_ref(&create)))?;
             }
             BlobKind::Host3d => {
                 self.next_blob = self.next_blob.wrapping_add(1).max(1);
@@ -363,10 +363,12 @@ impl BlobRig {
                     .native
                     .as_mut()
                     .ok_or_else(|| NotRun::Failed("no native context".into()))?;
-                pc.time(|| Ok(nc.gem_blob(vmm, blob_id, id, size, &system)?))?;
+                pc.time("create", || {
+                    Ok(nc.gem_blob(vmm, blob_id, id, size, &system)?)
+                })?;
             }
         }
-        pc.time(|| batch(vmm, &[req(&map_blob(id, MAP_AT))]))?;
+        pc.time("map", || batch(vmm, &[req(&map_blob(id, MAP_AT))]))?;
         touch(vmm, size)?;
         if check && self.kind == BlobKind::Guest {
             let mut b = [0u8; 1];
@@ -382,8 +384,8 @@ impl BlobRig {
                 ));
             }
         }
-        pc.time(|| batch(vmm, &[req(&unmap_blob(id))]))?;
-        pc.time(|| batch(vmm, &[req(&unref(id))]))
+        pc.time("unmap", || batch(vmm, &[req(&unmap_blob(id))]))?;
+        pc.time("unref", || batch(vmm, &[req(&unref(id))]))
     }
 }
 
@@ -401,10 +403,19 @@ impl PerCommand {
         }
     }
 
-    fn time<T>(&mut self, f: impl FnOnce() -> Result<T, NotRun>) -> Result<T, NotRun> {
+    fn time<T>(
+        &mut self,
+        command: &'static str,
+        f: impl FnOnce() -> Result<T, NotRun>,
+    ) -> Result<T, NotRun> {
         let t = Instant::now();
         let r = f()?;
-        self.m.latencies_ns.push(t.elapsed().as_nanos() as u64);
+        let ns = t.elapsed().as_nanos() as u64;
+        self.m.latencies_ns.push(ns);
+        match self.m.per_command.iter_mut().find(|(c, _)| *c == command) {
+            Some((_, v)) => v.push(ns),
+            None => self.m.per_command.push((command, vec![ns])),
+        }
         self.m.ops += 1;
         Ok(r)
     }

@@ -15,6 +15,20 @@ pub struct Measurement {
     pub elapsed: Duration,
     /// Latency of each timed item (a cycle, a batch, one command), in ns.
     pub latencies_ns: Vec<u64>,
+    /// The same latencies by command, for scenarios that time commands of
+    /// several kinds one by one (in order of first appearance).
+    pub per_command: Vec<(&'static str, Vec<u64>)>,
+}
+
+/// Latency of one kind of command within a run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CommandFigures {
+    /// The command.
+    pub command: String,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
 }
 
 /// The figures a run reports.
@@ -32,6 +46,9 @@ pub struct Figures {
     pub p999_us: f64,
     /// Items timed.
     pub samples: usize,
+    /// By command, where the scenario times several kinds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_command: Vec<CommandFigures>,
 }
 
 /// The `q`-quantile (0..=1) of sorted samples (nearest rank).
@@ -57,6 +74,19 @@ impl Measurement {
             p99_us: us(0.99),
             p999_us: us(0.999),
             samples: lat.len(),
+            per_command: self
+                .per_command
+                .iter()
+                .map(|(command, ns)| {
+                    let mut ns = ns.clone();
+                    ns.sort_unstable();
+                    CommandFigures {
+                        command: (*command).to_string(),
+                        p50_us: quantile(&ns, 0.50) as f64 / 1000.0,
+                        p99_us: quantile(&ns, 0.99) as f64 / 1000.0,
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -114,11 +144,17 @@ mod tests {
             bytes: 2_000_000,
             elapsed: Duration::from_millis(500),
             latencies_ns: vec![1000; 10],
+            per_command: vec![("map", vec![3000, 1000, 2000]), ("unref", vec![5000])],
         };
         let f = m.figures();
         assert_eq!(
             (f.ops_per_s, f.mb_per_s, f.p99_us),
             (2000.0, Some(4.0), 1.0)
+        );
+        let by = |c: &CommandFigures| (c.command.clone(), c.p50_us, c.p99_us);
+        assert_eq!(
+            f.per_command.iter().map(by).collect::<Vec<_>>(),
+            vec![("map".into(), 2.0, 3.0), ("unref".into(), 5.0, 5.0)]
         );
         let r = ratio(&[1.0, 3.0, 2.0]).unwrap();
         assert_eq!((r.median, r.min, r.max), (2.0, 1.0, 3.0));

@@ -481,17 +481,30 @@ impl VirtioGpu {
         }
     }
 
-    fn set_scanout(&mut self, c: &SetScanout) -> GpuResult<Response> {
-        let scanout = self.scanout(c.scanout_id.get())?;
-        let res_id = c.resource_id.get();
+    /// The scanout a SET_SCANOUT(_BLOB) names and the resource it is to
+    /// show; `None` once resource 0 turned the scanout off.
+    fn scanout_request(
+        &mut self,
+        scanout_id: u32,
+        res_id: u32,
+    ) -> GpuResult<Option<(usize, &Resource)>> {
+        let scanout = self.scanout(scanout_id)?;
         if res_id == 0 {
             self.show(scanout, Shown::Nothing)?;
-            return Ok(Response::OkNoData);
+            return Ok(None);
         }
         let r = self
             .resources
             .get(&res_id)
             .ok_or(GpuError::InvalidResource(res_id))?;
+        Ok(Some((scanout, r)))
+    }
+
+    fn set_scanout(&mut self, c: &SetScanout) -> GpuResult<Response> {
+        let res_id = c.resource_id.get();
+        let Some((scanout, r)) = self.scanout_request(c.scanout_id.get(), res_id)? else {
+            return Ok(Response::OkNoData);
+        };
         let (_, width, height) = r.image().ok_or_else(|| {
             GpuError::InvalidParameter(format!("resource {res_id} is not an image"))
         })?;
@@ -509,16 +522,10 @@ impl VirtioGpu {
     }
 
     fn set_scanout_blob(&mut self, c: &SetScanoutBlob) -> GpuResult<Response> {
-        let scanout = self.scanout(c.scanout_id.get())?;
         let res_id = c.resource_id.get();
-        if res_id == 0 {
-            self.show(scanout, Shown::Nothing)?;
+        let Some((scanout, r)) = self.scanout_request(c.scanout_id.get(), res_id)? else {
             return Ok(Response::OkNoData);
-        }
-        let r = self
-            .resources
-            .get(&res_id)
-            .ok_or(GpuError::InvalidResource(res_id))?;
+        };
         let ResourceKind::Blob { size, .. } = r.kind else {
             return Err(GpuError::InvalidParameter(format!(
                 "resource {res_id} is not a blob"

@@ -38,6 +38,19 @@ impl<'a> FileAt<'a> {
     pub fn new(fd: BorrowedFd<'a>, offset: u64) -> Self {
         Self { fd, offset }
     }
+
+    fn file_offset(&self) -> Result<libc::off_t, VolatileMemoryError> {
+        libc::off_t::try_from(self.offset)
+            .map_err(|_| VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput)))
+    }
+
+    /// Moves past the `n` bytes a pread/pwrite returned (or its error).
+    fn advance(&mut self, n: isize) -> Result<usize, VolatileMemoryError> {
+        let n = usize::try_from(n)
+            .map_err(|_| VolatileMemoryError::IOError(io::Error::last_os_error()))?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 impl WriteVolatile for FileAt<'_> {
@@ -46,9 +59,7 @@ impl WriteVolatile for FileAt<'_> {
         buf: &VolatileSlice<B>,
     ) -> Result<usize, VolatileMemoryError> {
         let guard = buf.ptr_guard();
-        let offset = libc::off_t::try_from(self.offset).map_err(|_| {
-            VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput))
-        })?;
+        let offset = self.file_offset()?;
         // SAFETY: the fd is valid for the borrow; `guard` keeps `buf.len()`
         // bytes at its pointer readable (VolatileSlice's invariant). The
         // kernel copies them, so concurrent guest writes cannot break Rust's
@@ -61,12 +72,7 @@ impl WriteVolatile for FileAt<'_> {
                 offset,
             )
         };
-        if n < 0 {
-            return Err(VolatileMemoryError::IOError(io::Error::last_os_error()));
-        }
-        let n = n as usize;
-        self.offset += n as u64;
-        Ok(n)
+        self.advance(n)
     }
 }
 
@@ -76,9 +82,7 @@ impl ReadVolatile for FileAt<'_> {
         buf: &mut VolatileSlice<B>,
     ) -> Result<usize, VolatileMemoryError> {
         let guard = buf.ptr_guard_mut();
-        let offset = libc::off_t::try_from(self.offset).map_err(|_| {
-            VolatileMemoryError::IOError(io::Error::from(io::ErrorKind::InvalidInput))
-        })?;
+        let offset = self.file_offset()?;
         // SAFETY: as in `write_volatile`, for `buf.len()` writable bytes.
         let n = unsafe {
             libc::pread(
@@ -88,12 +92,8 @@ impl ReadVolatile for FileAt<'_> {
                 offset,
             )
         };
-        if n < 0 {
-            return Err(VolatileMemoryError::IOError(io::Error::last_os_error()));
-        }
-        let n = n as usize;
+        let n = self.advance(n)?;
         buf.bitmap().mark_dirty(0, n);
-        self.offset += n as u64;
         Ok(n)
     }
 }

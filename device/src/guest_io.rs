@@ -238,18 +238,28 @@ impl GuestBacking {
         mapped: &VolatileSlice<'_>,
         copy: impl Fn(VolatileSlice<'_>, VolatileSlice<'_>),
     ) -> Result<(), CopyError> {
+        self.for_each_segment(offset, len, |addr, at, n| {
+            let guest = mem.get_slice(addr, n)?;
+            let host = mapped.subslice(at, n)?;
+            copy(guest, host);
+            Ok::<(), vm_memory::GuestMemoryError>(())
+        })
+    }
+
+    /// Calls `f(guest address, offset within the range, length)` for each
+    /// segment of `offset..offset+len` of the backing, in order.
+    fn for_each_segment<E: std::fmt::Display>(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(GuestAddress, usize, usize) -> Result<(), E>,
+    ) -> Result<(), CopyError> {
         let segments = self
             .segments(offset, len)
             .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut at = 0usize;
         for (addr, n) in segments {
-            let guest = mem
-                .get_slice(addr, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-            let host = mapped
-                .subslice(at, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-            copy(guest, host);
+            f(addr, at, n).map_err(|e| CopyError::Guest(e.to_string()))?;
             at += n;
         }
         Ok(())
@@ -264,15 +274,10 @@ impl GuestBacking {
         fd: BorrowedFd<'_>,
         file_offset: u64,
     ) -> Result<(), CopyError> {
-        let segments = self
-            .segments(offset, len)
-            .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut dst = FileAt::new(fd, file_offset);
-        for (addr, n) in segments {
+        self.for_each_segment(offset, len, |addr, _, n| {
             mem.write_all_volatile_to(addr, &mut dst, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-        }
-        Ok(())
+        })
     }
 
     /// Copies `len` bytes from `fd` at `file_offset` into the backing at `offset`.
@@ -284,30 +289,18 @@ impl GuestBacking {
         fd: BorrowedFd<'_>,
         file_offset: u64,
     ) -> Result<(), CopyError> {
-        let segments = self
-            .segments(offset, len)
-            .ok_or(CopyError::OutOfBacking { offset, len })?;
         let mut src = FileAt::new(fd, file_offset);
-        for (addr, n) in segments {
+        self.for_each_segment(offset, len, |addr, _, n| {
             mem.read_exact_volatile_from(addr, &mut src, n)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-        }
-        Ok(())
+        })
     }
 
     /// Reads `buf.len()` bytes at `offset` of the backing.
     pub fn read(&self, mem: &GuestMem, offset: u64, buf: &mut [u8]) -> Result<(), CopyError> {
         let len = buf.len() as u64;
-        let segments = self
-            .segments(offset, len)
-            .ok_or(CopyError::OutOfBacking { offset, len })?;
-        let mut at = 0;
-        for (addr, n) in segments {
+        self.for_each_segment(offset, len, |addr, at, n| {
             mem.read_slice(&mut buf[at..at + n], addr)
-                .map_err(|e| CopyError::Guest(e.to_string()))?;
-            at += n;
-        }
-        Ok(())
+        })
     }
 }
 

@@ -65,18 +65,14 @@ impl GuestRam {
 
     /// Allocates long-lived memory: `len` bytes aligned to `align`.
     pub fn alloc(&mut self, len: u64, align: u64) -> io::Result<GuestAddress> {
-        let start = self.next.next_multiple_of(align.max(1));
-        let end = start
-            .checked_add(len)
-            .filter(|e| *e <= self.scratch_start)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    "guest RAM of the harness is exhausted",
-                )
-            })?;
-        self.next = end;
-        Ok(GuestAddress(start))
+        let limit = self.scratch_start;
+        bump(
+            &mut self.next,
+            len,
+            align,
+            limit,
+            "guest RAM of the harness is exhausted",
+        )
     }
 
     /// Allocates long-lived page-aligned memory.
@@ -86,18 +82,14 @@ impl GuestRam {
 
     /// Allocates request/response memory from the scratch area.
     pub fn scratch(&mut self, len: u64) -> io::Result<GuestAddress> {
-        let start = self.scratch_next.next_multiple_of(8);
-        let end = start
-            .checked_add(len)
-            .filter(|e| *e <= self.size)
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    "the harness's request area is full",
-                )
-            })?;
-        self.scratch_next = end;
-        Ok(GuestAddress(start))
+        let limit = self.size;
+        bump(
+            &mut self.scratch_next,
+            len,
+            8,
+            limit,
+            "the harness's request area is full",
+        )
     }
 
     /// Recycles the whole scratch area.
@@ -330,4 +322,22 @@ pub fn wait_readable(fd: &impl std::os::fd::AsRawFd, timeout: Duration) -> io::R
         Err(rustix::io::Errno::INTR) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Bump allocation of `len` bytes aligned to `align` from `*next`, below
+/// `limit`.
+fn bump(
+    next: &mut u64,
+    len: u64,
+    align: u64,
+    limit: u64,
+    full: &'static str,
+) -> io::Result<GuestAddress> {
+    let start = next.next_multiple_of(align.max(1));
+    let end = start
+        .checked_add(len)
+        .filter(|e| *e <= limit)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::OutOfMemory, full))?;
+    *next = end;
+    Ok(GuestAddress(start))
 }

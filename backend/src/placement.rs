@@ -279,13 +279,7 @@ impl Inner {
 
     fn eviction_candidates_len(&self, region: RegionId) -> usize {
         self.registry()
-            .lists_where(|k| match *k {
-                ListKey::Purgeable { region: r, .. } | ListKey::Evictable { region: r, .. } => {
-                    r == region.0
-                }
-                ListKey::Swapped { region: r } => r == region.0,
-                ListKey::None => false,
-            })
+            .lists_where(|k| k.region() == Some(region.0))
             .iter()
             .map(|(_, n)| n)
             .sum()

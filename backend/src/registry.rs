@@ -36,6 +36,18 @@ pub(crate) enum ListKey {
     Swapped { region: u8 },
 }
 
+impl ListKey {
+    /// The region whose objects the list holds, if any.
+    pub(crate) fn region(&self) -> Option<u8> {
+        match *self {
+            ListKey::Purgeable { region, .. }
+            | ListKey::Evictable { region, .. }
+            | ListKey::Swapped { region } => Some(region),
+            ListKey::None => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Links {
     prev: u32,

@@ -21,7 +21,8 @@
 //! locked object is skipped as *contended*, never waited for. Lists hold
 //! only objects a phase can act on, and skipped objects rotate to the tail,
 //! so the cost grows with the work done, not with the number of live
-//! objects.
+//! objects. Every walk looks at no more objects than its lists held when
+//! it began, so it ends even while guests keep adding candidates.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,16 @@ use crate::types::{Madv, ObjectId, OwnerId, Priority, RegionId, ShrinkMode};
 const BATCH: usize = 32;
 /// Skipped objects listed by id in a report (the counts cover all).
 const MAX_LISTED_SKIPS: usize = 64;
+
+/// What became of one candidate of a [`Inner::walk`].
+pub(crate) enum Step {
+    /// Acted on: it left the list it was picked from.
+    Acted,
+    /// Left alone: it rotates to its list's tail.
+    Skipped,
+    /// The request is satisfied.
+    Stop,
+}
 
 /// What to shrink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,35 +209,17 @@ impl BufferManager {
         if region == RegionId::SYSTEM || self.inner.region(region).is_err() {
             return report;
         }
-        let keys = |k: &ListKey| match *k {
-            ListKey::Purgeable { region: r, .. }
-            | ListKey::Evictable { region: r, .. }
-            | ListKey::Swapped { region: r } => r == region.0,
-            ListKey::None => false,
-        };
-        loop {
-            let batch = self.inner.batch_from(keys, BATCH, |_| true);
-            if batch.is_empty() {
-                break;
+        let keys = |k: &ListKey| k.region() == Some(region.0);
+        self.inner.walk_lists(keys, |obj| {
+            if self.inner.move_out(obj, region) {
+                report.moved_objects += 1;
+                report.moved_bytes += obj.size;
+                Step::Acted
+            } else {
+                report.skipped += 1;
+                Step::Skipped
             }
-            let mut progress = false;
-            for obj in batch {
-                match self.inner.move_out(&obj, region) {
-                    true => {
-                        progress = true;
-                        report.moved_objects += 1;
-                        report.moved_bytes += obj.size;
-                    }
-                    false => {
-                        report.skipped += 1;
-                        self.inner.registry().touch(obj.id);
-                    }
-                }
-            }
-            if !progress {
-                break;
-            }
-        }
+        });
         report
     }
 }
@@ -282,36 +275,26 @@ impl Inner {
         owners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         for (owner, _) in owners {
             let keys = move |k: &ListKey| matches!(*k, ListKey::Purgeable { owner: o, .. } if o == owner.0);
-            loop {
+            let stopped = self.walk_lists(keys, |obj| {
                 if report.done(request) {
-                    return;
+                    return Step::Stop;
                 }
-                let batch = self.batch_from(keys, BATCH, |_| true);
-                if batch.is_empty() {
-                    break;
-                }
-                let mut progress = false;
-                for obj in batch {
-                    report.scanned += 1;
-                    match self.purge_candidate(&obj) {
-                        VictimOutcome::Purged(bytes) => {
-                            progress = true;
-                            report.purged_objects += 1;
-                            report.purged_bytes += bytes;
-                        }
-                        VictimOutcome::Moved => progress = true,
-                        VictimOutcome::Skipped(reason) => {
-                            report.skip(obj.id, reason.into());
-                            self.registry().touch(obj.id);
-                        }
+                report.scanned += 1;
+                match self.purge_candidate(obj) {
+                    VictimOutcome::Purged(bytes) => {
+                        report.purged_objects += 1;
+                        report.purged_bytes += bytes;
+                        Step::Acted
                     }
-                    if report.done(request) {
-                        return;
+                    VictimOutcome::Moved => Step::Acted,
+                    VictimOutcome::Skipped(reason) => {
+                        report.skip(obj.id, reason.into());
+                        Step::Skipped
                     }
                 }
-                if !progress {
-                    break;
-                }
+            });
+            if stopped || report.done(request) {
+                return;
             }
         }
     }
@@ -351,61 +334,39 @@ impl Inner {
                     region: *region,
                     priority,
                 };
-                let done = match request.owner {
+                let attempt = |obj: &Object| {
+                    if report.done(request) {
+                        return Step::Stop;
+                    }
+                    report.scanned += 1;
+                    match self.release_candidate(obj, request.mode) {
+                        Ok(bytes) => {
+                            report.released_objects += 1;
+                            report.written_back_bytes += bytes;
+                            Step::Acted
+                        }
+                        Err(reason) => {
+                            report.skip(obj.id, reason.into());
+                            Step::Skipped
+                        }
+                    }
+                };
+                match request.owner {
                     // One owner: walk its own objects once (its slice of the
                     // global lists may be anywhere in them).
                     Some(owner) => {
-                        let mut once = Some(self.owner_candidates(owner, key));
-                        self.release_from(|| once.take().unwrap_or_default(), request, report)
+                        let mine = self.owner_candidates(owner, key);
+                        let budget = mine.len();
+                        let mut once = Some(mine);
+                        self.walk(|_| once.take().unwrap_or_default(), budget, attempt);
                     }
-                    None => self.release_from(
-                        || self.batch_from(|k| *k == key, BATCH, |_| true),
-                        request,
-                        report,
-                    ),
-                };
-                if done {
+                    None => {
+                        self.walk_lists(|k| *k == key, attempt);
+                    }
+                }
+                if report.done(request) {
                     return;
                 }
-            }
-        }
-    }
-
-    /// Releases candidates batch by batch; true once the request is done.
-    fn release_from(
-        &self,
-        mut next_batch: impl FnMut() -> Vec<Arc<Object>>,
-        request: &ShrinkRequest,
-        report: &mut ShrinkReport,
-    ) -> bool {
-        loop {
-            let batch = next_batch();
-            if batch.is_empty() {
-                return false;
-            }
-            let mut progress = false;
-            for obj in batch {
-                if report.done(request) {
-                    return true;
-                }
-                report.scanned += 1;
-                match self.release_candidate(&obj, request.mode) {
-                    Ok(bytes) => {
-                        progress = true;
-                        report.released_objects += 1;
-                        report.written_back_bytes += bytes;
-                    }
-                    Err(reason) => {
-                        report.skip(obj.id, reason.into());
-                        self.registry().touch(obj.id);
-                    }
-                }
-            }
-            if report.done(request) {
-                return true;
-            }
-            if !progress {
-                return false;
             }
         }
     }
@@ -448,6 +409,52 @@ impl Inner {
         self.commit(obj, &st, before);
         obj.owner.count(|a| &a.written_back_bytes, released);
         Ok(released)
+    }
+
+    /// Walks the lists matching `keys` from their heads (see [`Self::walk`]),
+    /// looking at no more objects than they held when the walk began.
+    pub(crate) fn walk_lists(
+        &self,
+        keys: impl Fn(&ListKey) -> bool + Copy,
+        attempt: impl FnMut(&Object) -> Step,
+    ) -> bool {
+        let budget = self
+            .registry()
+            .lists_where(keys)
+            .iter()
+            .map(|(_, len)| len)
+            .sum();
+        self.walk(|max| self.batch_from(keys, max, |_| true), budget, attempt)
+    }
+
+    /// Hands candidates, batch by batch, to `attempt`; skipped ones rotate
+    /// to their list's tail. True if `attempt` said stop.
+    ///
+    /// Bounded by `budget` objects looked at, so a walk ends even while
+    /// other threads keep adding candidates (a guest creating and
+    /// advising objects during a purge, a VM allocating device memory
+    /// during an evict): it acts on what was there when it began.
+    fn walk(
+        &self,
+        mut next_batch: impl FnMut(usize) -> Vec<Arc<Object>>,
+        mut budget: usize,
+        mut attempt: impl FnMut(&Object) -> Step,
+    ) -> bool {
+        while budget > 0 {
+            let batch = next_batch(budget.min(BATCH));
+            if batch.is_empty() {
+                return false;
+            }
+            for obj in batch.iter().take(budget) {
+                budget -= 1;
+                match attempt(obj) {
+                    Step::Acted => {}
+                    Step::Skipped => self.registry().touch(obj.id),
+                    Step::Stop => return true,
+                }
+            }
+        }
+        false
     }
 
     /// Up to `max` objects from the heads of the lists matching `keys`.
@@ -505,5 +512,57 @@ fn list_order(key: &ListKey) -> (u8, u8, u32) {
         ListKey::Evictable { region, priority } => (region, 1 + priority, 0),
         ListKey::Swapped { region } => (region, 255, 0),
         ListKey::None => (255, 255, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Placement, PAGE_SIZE};
+
+    /// A walk whose every step adds a new candidate (as a guest creating
+    /// and advising objects during a purge does) still ends, having looked
+    /// at exactly the objects that were there when it began.
+    #[test]
+    fn a_walk_ends_while_candidates_keep_coming() {
+        let bm = BufferManager::emulated(64 * PAGE_SIZE).expect("manager");
+        let vm = bm.create_owner("vm", None).expect("owner");
+        let add_candidate = || {
+            let id = bm
+                .create(vm, PAGE_SIZE, Placement::system(), Priority::NORMAL)
+                .expect("create");
+            bm.write(id, 0, &[1]).expect("write");
+            bm.madvise(id, Madv::DontNeed).expect("madvise");
+            id
+        };
+        let first: Vec<ObjectId> = (0..40).map(|_| add_candidate()).collect();
+        let purgeable = |k: &ListKey| matches!(k, ListKey::Purgeable { .. });
+        for acted in [false, true] {
+            let mut seen = Vec::new();
+            let stopped = bm.inner.walk_lists(purgeable, |obj| {
+                seen.push(obj.id);
+                if seen.len() > 10_000 {
+                    return Step::Stop; // unbounded: fail below, don't hang
+                }
+                add_candidate();
+                if acted {
+                    // As a purge does: the object leaves its list.
+                    bm.destroy(obj.id).expect("destroy");
+                    Step::Acted
+                } else {
+                    Step::Skipped
+                }
+            });
+            assert!(!stopped, "the walk did not end by itself");
+            if !acted {
+                assert_eq!(seen, first, "looked at the first objects, once each");
+            } else {
+                // The 40 first and the 40 added by the first walk, none of
+                // those added by this one.
+                let mut sorted = seen.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..80).map(ObjectId).collect::<Vec<_>>());
+            }
+        }
     }
 }

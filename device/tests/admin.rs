@@ -562,6 +562,15 @@ fn vgpuctl_prints_tables_json_and_clear_errors() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let o = vgpuctl(&stale, &["stats"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("the daemon that created it is gone"));
+    // A daemon that takes the connection and never answers.
+    let mute = rig.dir.join("mute.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
+    let o = vgpuctl(&mute, &["--timeout", "1", "stats"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("did not answer within 1s"), "{err}");
+    let o = vgpuctl(&mute, &["--timeout", "0", "stats"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--timeout"));
 }
 
 #[test]

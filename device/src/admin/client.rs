@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 
 use super::protocol::{Reply, Request};
 
+/// How long a request waits for its reply by default (an `evict` of a
+/// full device region or a `shrink` of many GiB takes seconds, not
+/// minutes).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Why a request did not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -31,6 +36,14 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// No reply in time.
+    #[error("the daemon at {path} did not answer within {timeout:?}: it is busy or stuck (its log says which)")]
+    NoReply {
+        /// Socket path.
+        path: PathBuf,
+        /// How long the client waited.
+        timeout: Duration,
+    },
     /// The daemon answered with an error.
     #[error("{0}")]
     Refused(String),
@@ -43,13 +56,19 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct AdminClient {
     path: PathBuf,
+    timeout: Duration,
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
 
 impl AdminClient {
-    /// Connects.
+    /// Connects; each request waits [`REPLY_TIMEOUT`] at most.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        Self::connect_with_timeout(path, REPLY_TIMEOUT)
+    }
+
+    /// Connects; each request waits `timeout` at most for its reply.
+    pub fn connect_with_timeout(path: &Path, timeout: Duration) -> Result<Self, ClientError> {
         let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ClientError::NoSocket(path.to_path_buf()),
             io::ErrorKind::ConnectionRefused => ClientError::Stale(path.to_path_buf()),
@@ -63,12 +82,11 @@ impl AdminClient {
             path: path.to_path_buf(),
             source,
         };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
-            .map_err(io_err)?;
+        stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
         let writer = stream.try_clone().map_err(io_err)?;
         Ok(Self {
             path: path.to_path_buf(),
+            timeout,
             reader: BufReader::new(stream),
             writer,
         })
@@ -93,13 +111,19 @@ impl AdminClient {
             }
         }
         let mut reply = String::new();
-        let n = self
-            .reader
-            .read_line(&mut reply)
-            .map_err(|source| ClientError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let n = self.reader.read_line(&mut reply).map_err(|source| {
+            match source.kind() {
+                // What a read timeout looks like on a unix socket.
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::NoReply {
+                    path: self.path.clone(),
+                    timeout: self.timeout,
+                },
+                _ => ClientError::Io {
+                    path: self.path.clone(),
+                    source,
+                },
+            }
+        })?;
         if n == 0 {
             return Err(ClientError::Protocol(
                 "the daemon closed the connection".into(),

@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 
-pub use client::{AdminClient, ClientError};
+pub use client::{AdminClient, ClientError, REPLY_TIMEOUT};
 pub use handler::AdminHandler;
 pub use protocol::{Reply, Request};
 pub use server::{bind_private, AdminServer};

@@ -5,13 +5,14 @@ mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vgpu_device::admin::protocol::{
     EvictReply, LimitValue, ListReply, MetricsReply, PressureReply, SetLimitReply, ShrinkRow,
     StatsReply,
 };
-use vgpu_device::admin::{AdminClient, ClientError, Request};
+use vgpu_device::admin::{AdminClient, ClientError, Request, REPLY_TIMEOUT};
 use vgpu_device::cli::parse_size;
 
 use table::{bytes, limit, Table};
@@ -28,6 +29,10 @@ struct Args {
         default_value = "/tmp/vgpu.sock.admin"
     )]
     socket: PathBuf,
+
+    /// Seconds to wait for the daemon's reply.
+    #[arg(long, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    timeout: u64,
 
     /// Print the daemon's JSON reply instead of tables.
     #[arg(long, global = true)]
@@ -173,7 +178,8 @@ fn run(args: &Args) -> Result<String, ClientError> {
             "set-limit needs --quota, --soft-limit or both".into(),
         ));
     }
-    let mut client = AdminClient::connect(&args.socket)?;
+    let mut client =
+        AdminClient::connect_with_timeout(&args.socket, Duration::from_secs(args.timeout))?;
     let value = client.request(&request(args))?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&value)

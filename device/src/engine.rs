@@ -283,24 +283,21 @@ mod tests {
 
     #[test]
     fn kernel_fences_signal_when_their_fd_becomes_readable() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::ZERO);
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let ours = fd.try_clone().expect("dup");
+        let (fd, ours) = out_fence();
         let f = e.track(fd);
         assert!(!f.is_signaled());
         assert!(!e.poll(Instant::now()));
         assert!(e.next_deadline().is_none(), "kernel fences wake the loop");
         assert!(!wakes(&e), "nothing signaled yet");
-        let second = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let second_ours = second.try_clone().expect("dup");
+        let (second, second_ours) = out_fence();
         let g = e.track(second);
-        rustix::io::write(&second_ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&second_ours);
         assert!(wakes(&e), "a signaled out-fence wakes the loop");
         assert!(e.poll(Instant::now()));
         assert!(!wakes(&e), "seen fences leave the wakeup set");
         assert!(!f.is_signaled() && g.is_signaled(), "only the signaled one");
-        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&ours);
         assert!(e.poll(Instant::now()));
         assert!(f.is_signaled());
         assert!(e.next_deadline().is_none());
@@ -309,15 +306,13 @@ mod tests {
 
     #[test]
     fn without_a_wakeup_set_kernel_fences_are_polled() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::ZERO);
         e.wakeup = None;
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let ours = fd.try_clone().expect("dup");
+        let (fd, ours) = out_fence();
         let f = e.track(fd);
         let polled = e.next_deadline().expect("kernel fences need polling");
         assert!(polled <= Instant::now() + KERNEL_FENCE_POLL);
-        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&ours);
         assert!(e.poll(Instant::now()));
         assert!(f.is_signaled());
         assert!(e.next_deadline().is_none());
@@ -325,24 +320,20 @@ mod tests {
 
     #[test]
     fn finish_all_empties_the_wakeup_set() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::ZERO);
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let ours = fd.try_clone().expect("dup");
+        let (fd, ours) = out_fence();
         let f = e.track(fd);
         e.finish_all();
         assert!(f.is_signaled());
-        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&ours);
         assert!(!wakes(&e), "a finished fence no longer wakes the loop");
     }
 
     #[test]
     fn a_joined_fence_signals_after_all_its_parts() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::from_millis(5));
         let emulated = e.submit();
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let ours = fd.try_clone().expect("dup");
+        let (fd, ours) = out_fence();
         let kernel = e.track(fd);
         let joined = e.join(vec![emulated.clone(), kernel.clone(), Fence::signaled()]);
         assert!(!joined.is_signaled());
@@ -351,7 +342,7 @@ mod tests {
             emulated.is_signaled() && !joined.is_signaled(),
             "the kernel part runs"
         );
-        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&ours);
         assert!(e.poll(Instant::now()));
         assert!(joined.is_signaled());
         assert!(e.join(vec![Fence::signaled()]).is_signaled());
@@ -363,13 +354,12 @@ mod tests {
 
     #[test]
     fn kernel_submissions_beyond_the_limit_are_throttled() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::ZERO).with_kernel_fence_limit(2);
         let mut ours = Vec::new();
         for _ in 0..2 {
             assert!(e.throttle());
-            let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-            ours.push(fd.try_clone().expect("dup"));
+            let (fd, mine) = out_fence();
+            ours.push(mine);
             e.track(fd);
         }
         assert_eq!(e.kernel_in_flight(), 2);
@@ -377,26 +367,23 @@ mod tests {
         let oldest = ours.remove(0);
         let signaler = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            rustix::io::write(&oldest, &1u64.to_ne_bytes()).expect("signal");
+            signal(&oldest);
         });
         assert!(e.throttle(), "room once the oldest signaled");
         signaler.join().expect("signaler");
         assert_eq!(e.kernel_in_flight(), 1);
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        e.track(fd);
+        e.track(out_fence().0);
         // Nothing finishes: refused after THROTTLE_WAIT.
         assert!(!e.throttle());
     }
 
     #[test]
     fn fences_the_epoll_set_refuses_are_polled_not_completed_early() {
-        use rustix::event::{eventfd, EventfdFlags};
         let mut e = Engine::new(Duration::ZERO);
         // An fd that is no epoll set makes every epoll_ctl fail, as a full
         // watch limit would.
-        e.wakeup = Some(eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd"));
-        let fd = eventfd(0, EventfdFlags::CLOEXEC).expect("eventfd");
-        let ours = fd.try_clone().expect("dup");
+        e.wakeup = Some(out_fence().0);
+        let (fd, ours) = out_fence();
         let f = e.track(fd);
         assert!(!f.is_signaled(), "still running");
         assert!(
@@ -404,10 +391,22 @@ mod tests {
             "the unwatched fence needs the timer"
         );
         assert!(!e.poll(Instant::now()));
-        rustix::io::write(&ours, &1u64.to_ne_bytes()).expect("signal");
+        signal(&ours);
         assert!(e.poll(Instant::now()));
         assert!(f.is_signaled());
         assert!(e.next_deadline().is_none());
+    }
+
+    /// A stand-in for a kernel out-fence: the fd to track and a copy that
+    /// signals it.
+    fn out_fence() -> (OwnedFd, OwnedFd) {
+        let fd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd");
+        let signaler = fd.try_clone().expect("dup");
+        (fd, signaler)
+    }
+
+    fn signal(fd: &OwnedFd) {
+        rustix::io::write(fd, &1u64.to_ne_bytes()).expect("signal");
     }
 
     fn wakes(e: &Engine) -> bool {

@@ -8,9 +8,10 @@
 //! through, which is when the model test checks them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::object::Charge;
+use crate::scratch::{PurgeNotifier, Scratch};
 use crate::types::OwnerId;
 
 /// Most regions a manager has.
@@ -27,16 +28,25 @@ pub(crate) struct OwnerAccount {
     pub parent: Option<Arc<OwnerAccount>>,
     pub quota: AtomicU64,
     pub soft_limit: AtomicU64,
-    /// Bytes of populated objects (any region): what the quota limits.
+    /// Bytes of populated objects (any region), plus the scratch
+    /// reservation of a VM (see `scratch`): what the quota limits.
     pub charged: AtomicU64,
-    pub resident: [AtomicU64; MAX_REGIONS],
+    /// Bytes of populated objects per region (their sizes; what is really
+    /// in RAM is measured by `stats`).
+    pub placed: [AtomicU64; MAX_REGIONS],
     pub purgeable: [AtomicU64; MAX_REGIONS],
     pub pinned: AtomicU64,
     pub objects: AtomicU64,
     pub purged_objects: AtomicU64,
     pub purged_bytes: AtomicU64,
+    pub hinted_bytes: AtomicU64,
     pub written_back_bytes: AtomicU64,
     pub closed: AtomicBool,
+    /// Scratch memory behind guest mappings of purged buffers (used on
+    /// top-level owners, the VMs).
+    pub scratch: Mutex<Scratch>,
+    /// Who hears of purges of mapped buffers (a VM's device).
+    pub purge_watch: Mutex<Option<Arc<PurgeNotifier>>>,
 }
 
 /// A quota that would be exceeded.
@@ -56,20 +66,45 @@ impl OwnerAccount {
             quota: AtomicU64::new(UNLIMITED),
             soft_limit: AtomicU64::new(UNLIMITED),
             charged: AtomicU64::new(0),
-            resident: Default::default(),
+            placed: Default::default(),
             purgeable: Default::default(),
             pinned: AtomicU64::new(0),
             objects: AtomicU64::new(0),
             purged_objects: AtomicU64::new(0),
             purged_bytes: AtomicU64::new(0),
+            hinted_bytes: AtomicU64::new(0),
             written_back_bytes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            scratch: Mutex::new(Scratch::default()),
+            purge_watch: Mutex::new(None),
         }
     }
 
     /// This owner and its ancestors, nearest first.
     pub fn chain(&self) -> impl Iterator<Item = &OwnerAccount> {
         std::iter::successors(Some(self), |a| a.parent.as_deref())
+    }
+
+    /// The top-level owner this one belongs to (the VM: the ancestor just
+    /// below the host root), or itself if it is one, or the root.
+    pub fn top(&self) -> &OwnerAccount {
+        let mut at = self;
+        while let Some(parent) = at.parent.as_deref() {
+            if parent.parent.is_none() {
+                return at;
+            }
+            at = parent;
+        }
+        at
+    }
+
+    /// Charges `bytes` to this owner and its ancestors whatever their
+    /// quotas say: for reservations that replace an equal or larger charge
+    /// just returned (the scratch reservation).
+    pub fn force_charge(&self, bytes: u64) {
+        for a in self.chain() {
+            a.charged.fetch_add(bytes, Ordering::AcqRel);
+        }
     }
 
     /// Whether `other` is this owner or one of its ancestors.
@@ -120,10 +155,10 @@ impl OwnerAccount {
         }
         for a in self.chain() {
             if let Some(r) = before.region {
-                a.resident[usize::from(r.0)].fetch_sub(size, Ordering::AcqRel);
+                a.placed[usize::from(r.0)].fetch_sub(size, Ordering::AcqRel);
             }
             if let Some(r) = after.region {
-                a.resident[usize::from(r.0)].fetch_add(size, Ordering::AcqRel);
+                a.placed[usize::from(r.0)].fetch_add(size, Ordering::AcqRel);
             }
             if let (Some(r), true) = (before.region, before.purgeable) {
                 a.purgeable[usize::from(r.0)].fetch_sub(size, Ordering::AcqRel);
@@ -142,13 +177,10 @@ impl OwnerAccount {
         }
     }
 
-    /// Bytes resident in all regions.
+    /// Bytes placed in all regions.
     #[cfg(test)]
-    pub fn resident_total(&self) -> u64 {
-        self.resident
-            .iter()
-            .map(|r| r.load(Ordering::Relaxed))
-            .sum()
+    pub fn placed_total(&self) -> u64 {
+        self.placed.iter().map(|r| r.load(Ordering::Relaxed)).sum()
     }
 
     /// Bytes of DONTNEED objects in all regions.
@@ -228,10 +260,10 @@ mod tests {
             pinned: false,
         };
         ctx.apply(none, dev, 4096);
-        assert_eq!(root.resident[1].load(Ordering::Relaxed), 4096);
+        assert_eq!(root.placed[1].load(Ordering::Relaxed), 4096);
         assert_eq!(root.purgeable[1].load(Ordering::Relaxed), 4096);
         ctx.apply(dev, none, 4096);
-        assert_eq!(root.resident_total(), 0);
+        assert_eq!(root.placed_total(), 0);
         assert_eq!(root.purgeable_total(), 0);
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 
-use crate::shmem::ShmemFile;
+use crate::shmem::{Released, ShmemFile};
 use crate::types::ShrinkMode;
 
 /// A buffer's bytes.
@@ -31,11 +31,15 @@ pub trait BufferIo: Send + Sync + fmt::Debug {
     fn zero(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Frees the pages of `offset..offset+len` now; the bytes released.
     fn punch(&self, offset: u64, len: u64) -> io::Result<u64>;
-    /// Hands resident pages to the kernel (MADV_COLD / MADV_PAGEOUT); the
-    /// bytes that left RAM. Buffers the kernel manages itself say 0.
-    fn release(&self, _offset: u64, _len: u64, _mode: ShrinkMode) -> io::Result<u64> {
-        Ok(0)
+    /// Hands resident pages to the kernel (MADV_COLD / MADV_PAGEOUT): what
+    /// was hinted and what left RAM. Buffers the kernel manages itself
+    /// hint and free nothing.
+    fn release(&self, _offset: u64, _len: u64, _mode: ShrinkMode) -> io::Result<Released> {
+        Ok(Released::default())
     }
+    /// Bytes of `offset..offset+len` in RAM now, measured where the
+    /// memory allows it (mincore on a memfd's pages).
+    fn resident(&self, offset: u64, len: u64) -> io::Result<u64>;
     /// Whether it holds another object's bytes still to be zeroed.
     fn is_stale(&self) -> bool {
         false
@@ -87,8 +91,11 @@ impl BufferIo for ShmemFile {
     fn punch(&self, offset: u64, len: u64) -> io::Result<u64> {
         ShmemFile::punch(self, offset, len)
     }
-    fn release(&self, offset: u64, len: u64, mode: ShrinkMode) -> io::Result<u64> {
+    fn release(&self, offset: u64, len: u64, mode: ShrinkMode) -> io::Result<Released> {
         ShmemFile::release(self, offset, len, mode)
+    }
+    fn resident(&self, offset: u64, len: u64) -> io::Result<u64> {
+        ShmemFile::resident_in(self, offset, len)
     }
     fn is_stale(&self) -> bool {
         ShmemFile::is_stale(self)

@@ -109,7 +109,9 @@ mod placement;
 pub mod pressure;
 pub mod region;
 mod registry;
+mod scratch;
 pub mod shmem;
+mod shrink_log;
 mod shrinker;
 mod stats;
 mod types;
@@ -118,8 +120,10 @@ pub use error::{BoError, BoResult};
 pub use fence::Fence;
 pub use manager::{BufferManager, MapTarget, TeardownReport, MAX_OBJECT_SIZE};
 pub use placement::{DefaultPolicy, EvictionPolicy};
+pub use scratch::PurgeWatch;
+pub use shrink_log::{ShrinkLogSnapshot, ShrinkRecord, MAX_RECORDS};
 pub use shrinker::{EvictReport, ShrinkReport, ShrinkRequest, SkipKind, Skipped, PURGE_ONLY};
-pub use stats::{ManagerStats, ObjectFilter, ObjectInfo, OwnerStats, RegionStats};
+pub use stats::{ManagerStats, ObjectFilter, ObjectInfo, OwnerStats, OwnerUsage, RegionStats};
 pub use types::{
     page_align, Madv, MemoryClass, ObjectId, OwnerId, PinReason, Place, PlaceKind, Placement,
     Priority, RegionId, ShrinkMode, MAX_PLACES, PAGE_SIZE,

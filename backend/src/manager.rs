@@ -53,6 +53,7 @@ pub(crate) struct Inner {
     pub gpu: Option<Arc<dyn GemKernel>>,
     next_owner: AtomicU32,
     pub started: Instant,
+    pub shrink_log: Mutex<crate::shrink_log::ShrinkLog>,
 }
 
 /// Where a pinned object's bytes are, for mapping them into the guest
@@ -136,6 +137,7 @@ impl BufferManager {
                 gpu: driver.gpu_kernel(),
                 next_owner: AtomicU32::new(1),
                 started: Instant::now(),
+                shrink_log: Mutex::default(),
             }),
         })
     }
@@ -226,7 +228,11 @@ impl BufferManager {
         }
         let mut owners = self.inner.owners_mut();
         for o in tree {
-            owners.remove(&o);
+            if let Some(a) = owners.remove(&o) {
+                if a.top().id == a.id {
+                    self.inner.drop_scratch(&a);
+                }
+            }
         }
         Ok(report)
     }
@@ -543,6 +549,13 @@ impl BufferManager {
         if reason == PinReason::Mapped {
             st.map_pins -= 1;
         }
+        if st.map_pins == 0 {
+            // Purged while mapped, and the last guest mapping is gone.
+            if let Some((region, backing)) = st.limbo.take() {
+                self.inner.release_backing(region, backing, true);
+                self.inner.leave_limbo(&obj);
+            }
+        }
         self.inner.commit(&obj, &st, before);
         Ok(())
     }
@@ -672,6 +685,10 @@ impl Inner {
         if let Some((region, backing)) = st.backing.take() {
             self.release_backing(region, backing, st.fd_shared);
             obj.owner.uncharge(obj.size);
+        }
+        if let Some((region, backing)) = st.limbo.take() {
+            self.release_backing(region, backing, true);
+            self.leave_limbo(obj);
         }
         st.dead = true;
         st.pin_count = 0;

@@ -35,6 +35,10 @@ pub(crate) struct ObjectState {
     pub placement: Placement,
     /// Where the bytes are; `None` until populated, and after a purge.
     pub backing: Option<(RegionId, Backing)>,
+    /// A purged object's file that a guest still maps: kept (punched at
+    /// every shrink, charged under the VM's scratch reservation) until the
+    /// last guest mapping is gone (see `scratch`).
+    pub limbo: Option<(RegionId, Backing)>,
     /// Guest advice.
     pub madv: Madv,
     /// Pins (mapped, scanout, exported); pinned objects never move, and
@@ -63,6 +67,7 @@ impl ObjectState {
         Self {
             placement,
             backing: None,
+            limbo: None,
             madv: Madv::WillNeed,
             pin_count: 0,
             map_pins: 0,

@@ -436,7 +436,16 @@ impl Inner {
                 },
                 Err(e) => log::warn!("purged {} has no storage: {e}", obj.id),
             }
-            self.release_backing(region_id, backing, st.fd_shared);
+            if st.map_pins > 0 {
+                // A guest still maps it: keep the file until the device
+                // has remapped the guest's range (see `scratch`). The
+                // scratch reservation is charged before the object's own
+                // charge goes, so the VM's charge never rises in between.
+                st.limbo = Some((region_id, backing));
+                self.enter_limbo(obj);
+            } else {
+                self.release_backing(region_id, backing, st.fd_shared);
+            }
             obj.owner.uncharge(obj.size);
         }
         st.madv = Madv::Purged;
@@ -453,8 +462,11 @@ impl Inner {
     /// shrinker only `try_lock`s, so the held lock cannot deadlock it (the
     /// held object is simply skipped as contended).
     fn shrink_locked_caller(&self, request: ShrinkRequest, _held: &Object) {
-        let report = self.shrink(&request);
-        log::debug!("quota purge for {:?}: {report:?}", request.owner);
+        let name = request
+            .owner
+            .and_then(|o| self.owner(o).ok())
+            .map_or_else(String::new, |a| a.name.clone());
+        self.shrink(&format!("quota:{name}"), &request);
     }
 
     /// Owners in `owner`'s subtree.

@@ -297,14 +297,27 @@ impl ShmemFile {
         Ok(())
     }
 
-    /// Bytes of `offset..offset+len` resident in RAM (mincore).
+    /// Bytes of `offset..offset+len` resident in RAM (mincore). A file
+    /// this process has not mapped yet is looked at through a temporary
+    /// mapping of just that range, so asking costs no lasting mapping and
+    /// populates nothing.
     pub fn resident_in(&self, offset: u64, len: u64) -> io::Result<u64> {
         self.check(offset, len)?;
         if len == 0 {
             return Ok(0);
         }
-        let view = self.view(offset, len)?;
-        Ok(view.residency()?.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE)
+        let pages = match self.map.get() {
+            Some(Some(_)) => self.view(offset, len)?.residency()?,
+            _ => {
+                let tmp = FileMapping::range(&self.fd, offset, len)?;
+                View {
+                    ptr: tmp.ptr,
+                    len: tmp.len,
+                }
+                .residency()?
+            }
+        };
+        Ok(pages.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE)
     }
 
     /// Gives the resident pages of `offset..offset+len` back to the kernel
@@ -312,18 +325,20 @@ impl ShmemFile {
     /// when the kernel needs memory), Writeback pushes them to swap now
     /// (MADV_PAGEOUT). Only pages no other process maps are affected.
     ///
-    /// Returns the bytes that are no longer resident afterwards: with no
-    /// swap, shmem pages cannot leave RAM and this is honestly 0.
-    pub fn release(&self, offset: u64, len: u64, mode: ShrinkMode) -> io::Result<u64> {
+    /// Reports what was *hinted* (the pages resident when the kernel was
+    /// told) apart from what was *freed* (no longer resident afterwards,
+    /// measured with mincore): MADV_COLD frees nothing at once, and with no
+    /// swap shmem pages cannot leave RAM, so `freed` is then honestly 0.
+    pub fn release(&self, offset: u64, len: u64, mode: ShrinkMode) -> io::Result<Released> {
         self.check(offset, len)?;
         if len == 0 {
-            return Ok(0);
+            return Ok(Released::default());
         }
         let map = self.view(offset, len)?;
         let before = map.residency()?;
-        let resident_before = before.iter().filter(|r| **r & 1 != 0).count();
+        let resident_before = before.iter().filter(|r| **r & 1 != 0).count() as u64 * PAGE_SIZE;
         if resident_before == 0 {
-            return Ok(0);
+            return Ok(Released::default());
         }
         // MADV_COLD / MADV_PAGEOUT act on pages mapped in this process:
         // map exactly the resident runs (populating a hole would allocate).
@@ -336,8 +351,20 @@ impl ShmemFile {
         };
         map.advise(0, map.pages(), advice)?;
         let after = self.resident_in(offset, len)?;
-        Ok((resident_before as u64 * PAGE_SIZE).saturating_sub(after))
+        Ok(Released {
+            hinted: resident_before,
+            freed: resident_before.saturating_sub(after),
+        })
     }
+}
+
+/// What [`ShmemFile::release`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Resident bytes handed to the kernel (MADV_COLD / MADV_PAGEOUT).
+    pub hinted: u64,
+    /// Bytes no longer resident afterwards.
+    pub freed: u64,
 }
 
 impl ShmemFile {
@@ -443,14 +470,20 @@ unsafe impl Sync for FileMapping {}
 
 impl FileMapping {
     fn new(fd: &OwnedFd, size: u64) -> io::Result<Self> {
+        Self::range(fd, 0, size)
+    }
+
+    /// `len` bytes of the file from `offset` (page-aligned).
+    fn range(fd: &OwnedFd, offset: u64, size: u64) -> io::Result<Self> {
         let len =
             usize::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         if len == 0 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
         // SAFETY: a fresh mapping chosen by the kernel (no fixed address), so
-        // it cannot replace any existing memory; the file is sealed against
-        // shrinking, so every byte of the mapping stays backed.
+        // it cannot replace any existing memory; callers pass a range inside
+        // the file, which is sealed against shrinking, so every byte of the
+        // mapping stays backed (a misaligned offset is refused by mmap).
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
@@ -458,7 +491,7 @@ impl FileMapping {
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 fd,
-                0,
+                offset,
             )?
         };
         let ptr =
@@ -585,12 +618,14 @@ mod tests {
         let f = ShmemFile::create("t", MIB).unwrap();
         f.write_at(0, &vec![3u8; 64 * 1024]).unwrap();
         assert_eq!(f.resident_in(0, MIB).unwrap(), 64 * 1024);
-        // Lazy never frees anything at once.
-        assert_eq!(f.release(0, MIB, ShrinkMode::Lazy).unwrap(), 0);
-        let freed = f.release(0, MIB, ShrinkMode::Writeback).unwrap();
+        // Lazy hints every resident page and frees nothing at once.
+        let lazy = f.release(0, MIB, ShrinkMode::Lazy).unwrap();
+        assert_eq!((lazy.hinted, lazy.freed), (64 * 1024, 0));
+        let wb = f.release(0, MIB, ShrinkMode::Writeback).unwrap();
+        assert_eq!(wb.hinted, 64 * 1024);
         let still = f.resident_in(0, MIB).unwrap();
         assert_eq!(
-            freed + still,
+            wb.freed + still,
             64 * 1024,
             "what left RAM plus what stayed is what was there"
         );

@@ -1,19 +1,31 @@
 //! The shrinker: gives host memory back, in the seed's order.
 //!
+//! 0. **Drop what holds no object's bytes**: every host-wide shrink drops
+//!    the regions' buffer caches (freed objects' files kept for reuse), and
+//!    every shrink punches the scratch files of the owners it covers (the
+//!    pages a guest wrote through mappings of purged buffers; see
+//!    `scratch`). Both are really freed and reported, but **never counted
+//!    towards the target**: the target is about objects, so a purge request
+//!    still purges every DONTNEED object however large the cache was.
 //! 1. **Purge** DONTNEED objects, largest purgeable owner first: punch the
 //!    pages now (`fallocate(PUNCH_HOLE)` on the object's memfd or device
 //!    range), mark PURGED. Purged objects are dead for good.
 //! 2. If the target is not met (and the request allows it), **release**
-//!    idle, unpinned WILLNEED objects in system memory: Lazy marks their
-//!    pages cold (MADV_COLD), Writeback pushes them to swap now
-//!    (MADV_PAGEOUT) — the seed's `shrinker_release_pages(obj,
-//!    should_writeback)`. They are marked *swapped* and leave the
-//!    evictable list until the guest uses them again.
+//!    idle, unpinned WILLNEED objects in system memory — the seed's
+//!    `shrinker_release_pages(obj, should_writeback)`:
+//!    * **Lazy** hints their resident pages to the kernel (MADV_COLD: the
+//!      first to go when the kernel reclaims), counts what it *hinted*
+//!      towards the target, and stops once the target or the scan limit is
+//!      reached. Hinted objects are marked *swapped* and move to their
+//!      region's swapped list; nothing is freed at once.
+//!    * **Writeback** pushes pages out now (MADV_PAGEOUT), starting with
+//!      the swapped list — what Lazy hinted before, the coldest memory —
+//!      then the idle objects by priority, and counts only what left RAM.
 //!
 //! Bytes are counted **only when really released**, measured on the file
 //! (allocated extents before and after a punch; page residency before and
 //! after a release). On a host without swap a release frees nothing, and
-//! the report says 0.
+//! the report says 0 freed (and what was hinted, separately).
 //!
 //! Candidates are picked under the LRU lock in small batches; each is then
 //! `try_lock`ed and re-checked under its own lock, because it may have been
@@ -23,6 +35,9 @@
 //! so the cost grows with the work done, not with the number of live
 //! objects. Every walk looks at no more objects than its lists held when
 //! it began, so it ends even while guests keep adding candidates.
+//!
+//! Every shrink — pressure, soft limit, quota, admin — is recorded in the
+//! manager's shrink log (`shrink_log`) under the trigger that asked for it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +46,8 @@ use crate::manager::{BufferManager, Inner};
 use crate::object::Object;
 use crate::placement::{SkipReason, VictimOutcome};
 use crate::registry::ListKey;
+use crate::shmem::Released;
+use crate::shrink_log::ShrinkRecord;
 use crate::types::{Madv, ObjectId, OwnerId, Priority, RegionId, ShrinkMode};
 
 /// Objects picked per LRU-lock hold.
@@ -126,15 +143,24 @@ impl From<SkipReason> for SkipKind {
 pub struct ShrinkReport {
     /// Bytes asked for.
     pub target: u64,
+    /// How hard WILLNEED objects were pushed.
+    pub mode: Option<ShrinkMode>,
     /// Bytes really released by purging.
     pub purged_bytes: u64,
     /// Objects purged.
     pub purged_objects: u64,
-    /// Bytes really released by MADV_COLD / MADV_PAGEOUT.
+    /// Resident bytes of WILLNEED objects handed to the kernel (MADV_COLD
+    /// or MADV_PAGEOUT), whether or not they left RAM.
+    pub hinted_bytes: u64,
+    /// Bytes of WILLNEED objects that really left RAM (MADV_PAGEOUT to
+    /// swap; MADV_COLD frees nothing at once).
     pub written_back_bytes: u64,
-    /// Bytes released by dropping the regions' buffer caches (done first
-    /// by every host-wide shrink, and not counted towards the target).
+    /// Bytes released by dropping the regions' buffer caches (every
+    /// host-wide shrink; not counted towards the target).
     pub cache_bytes: u64,
+    /// Bytes released by punching scratch files: pages guests wrote
+    /// through mappings of purged buffers (not counted towards the target).
+    pub scratch_bytes: u64,
     /// WILLNEED objects whose pages were handed to the kernel.
     pub released_objects: u64,
     /// Objects looked at.
@@ -154,9 +180,26 @@ pub struct ShrinkReport {
 }
 
 impl ShrinkReport {
-    /// Bytes given back in all.
+    /// Bytes really given back in all (purges, writeback, buffer caches,
+    /// scratch files).
     pub fn freed(&self) -> u64 {
-        self.purged_bytes + self.written_back_bytes + self.cache_bytes
+        self.purged_bytes + self.written_back_bytes + self.cache_bytes + self.scratch_bytes
+    }
+
+    /// What counts towards the target: object memory purged, plus, for a
+    /// Lazy shrink, what was hinted to the kernel and, for a Writeback one,
+    /// what left RAM. Buffer caches and scratch files never count.
+    pub fn counted(&self) -> u64 {
+        let released = match self.mode {
+            Some(ShrinkMode::Lazy) => self.hinted_bytes,
+            _ => self.written_back_bytes,
+        };
+        self.purged_bytes + released
+    }
+
+    /// Objects skipped for any reason.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped_pinned + self.skipped_busy + self.skipped_contended + self.skipped_other
     }
 
     fn skip(&mut self, object: ObjectId, reason: SkipKind) {
@@ -172,7 +215,7 @@ impl ShrinkReport {
     }
 
     fn done(&self, request: &ShrinkRequest) -> bool {
-        self.freed() >= request.target || self.scanned >= request.scan_limit as u64
+        self.counted() >= request.target || self.scanned >= request.scan_limit as u64
     }
 }
 
@@ -188,18 +231,37 @@ pub struct EvictReport {
 }
 
 impl BufferManager {
-    /// Shrinks as asked. See the module docs.
+    /// Shrinks as asked (recorded in the shrink log as `api`). See the
+    /// module docs.
     pub fn shrink(&self, request: &ShrinkRequest) -> ShrinkReport {
-        self.inner.shrink(request)
+        self.inner.shrink("api", request)
+    }
+
+    /// Shrinks as asked, recorded in the shrink log under `trigger`
+    /// (`psi`, `admin`, `soft-limit:<owner>`, …).
+    pub fn shrink_as(&self, trigger: &str, request: &ShrinkRequest) -> ShrinkReport {
+        self.inner.shrink(trigger, request)
+    }
+
+    /// As [`Self::shrink_as`], also returning the shrink's record.
+    pub fn shrink_recorded(
+        &self,
+        trigger: &str,
+        request: &ShrinkRequest,
+    ) -> (ShrinkReport, ShrinkRecord) {
+        self.inner.shrink_with_record(trigger, request)
     }
 
     /// Purges every DONTNEED object now (of one owner and its descendants,
-    /// or of everyone). The admin socket's `purge`.
+    /// or of everyone), recorded as `purge`.
     pub fn purge(&self, owner: Option<OwnerId>) -> ShrinkReport {
-        self.inner.shrink(&ShrinkRequest {
-            owner,
-            ..PURGE_ONLY
-        })
+        self.inner.shrink(
+            "purge",
+            &ShrinkRequest {
+                owner,
+                ..PURGE_ONLY
+            },
+        )
     }
 
     /// Moves every unpinned, idle object out of `region` into system memory
@@ -225,11 +287,22 @@ impl BufferManager {
 }
 
 impl Inner {
-    /// See the module docs.
-    pub fn shrink(&self, request: &ShrinkRequest) -> ShrinkReport {
+    /// See the module docs. Recorded in the shrink log under `trigger`.
+    pub fn shrink(&self, trigger: &str, request: &ShrinkRequest) -> ShrinkReport {
+        self.shrink_with_record(trigger, request).0
+    }
+
+    /// [`Self::shrink`], with its record.
+    pub fn shrink_with_record(
+        &self,
+        trigger: &str,
+        request: &ShrinkRequest,
+    ) -> (ShrinkReport, ShrinkRecord) {
         let started = Instant::now();
+        let at = std::time::SystemTime::now();
         let mut report = ShrinkReport {
             target: request.target,
+            mode: (!request.purge_only).then_some(request.mode),
             ..ShrinkReport::default()
         };
         if request.owner.is_none() {
@@ -237,28 +310,14 @@ impl Inner {
             // to give back; a shrink for one owner does not touch them.
             report.cache_bytes = self.regions.iter().map(|r| r.trim()).sum();
         }
+        report.scratch_bytes = self.punch_scratch(request.owner);
         self.purge_phase(request, &mut report);
         if !request.purge_only && !report.done(request) {
             self.release_phase(request, &mut report);
         }
         report.duration = started.elapsed();
-        if report.scanned > 0 {
-            log::debug!(
-                "shrink {:?} target {}: purged {} B in {} objects, released {} B, scanned {}, skipped {}/{}/{}/{} (pinned/busy/contended/other) in {:?}",
-                request.mode,
-                request.target,
-                report.purged_bytes,
-                report.purged_objects,
-                report.written_back_bytes,
-                report.scanned,
-                report.skipped_pinned,
-                report.skipped_busy,
-                report.skipped_contended,
-                report.skipped_other,
-                report.duration
-            );
-        }
-        report
+        let record = self.record_shrink(trigger, at, request, &report);
+        (report, record)
     }
 
     fn purge_phase(&self, request: &ShrinkRequest, report: &mut ShrinkReport) {
@@ -328,50 +387,58 @@ impl Inner {
             .filter(|r| r.can_release())
             .map(|r| r.info().id.0)
             .collect();
+        // Writeback starts with what an earlier Lazy pass hinted (the
+        // swapped lists): the coldest memory, and otherwise out of reach.
+        let mut keys = Vec::new();
+        if request.mode == ShrinkMode::Writeback {
+            keys.extend(releasable.iter().map(|&region| ListKey::Swapped { region }));
+        }
         for priority in 0..Priority::LEVELS as u8 {
-            for region in &releasable {
-                let key = ListKey::Evictable {
-                    region: *region,
-                    priority,
-                };
-                let attempt = |obj: &Object| {
-                    if report.done(request) {
-                        return Step::Stop;
-                    }
-                    report.scanned += 1;
-                    match self.release_candidate(obj, request.mode) {
-                        Ok(bytes) => {
-                            report.released_objects += 1;
-                            report.written_back_bytes += bytes;
-                            Step::Acted
-                        }
-                        Err(reason) => {
-                            report.skip(obj.id, reason.into());
-                            Step::Skipped
-                        }
-                    }
-                };
-                match request.owner {
-                    // One owner: walk its own objects once (its slice of the
-                    // global lists may be anywhere in them).
-                    Some(owner) => {
-                        let mine = self.owner_candidates(owner, key);
-                        let budget = mine.len();
-                        let mut once = Some(mine);
-                        self.walk(|_| once.take().unwrap_or_default(), budget, attempt);
-                    }
-                    None => {
-                        self.walk_lists(|k| *k == key, attempt);
-                    }
-                }
+            keys.extend(
+                releasable
+                    .iter()
+                    .map(|&region| ListKey::Evictable { region, priority }),
+            );
+        }
+        for key in keys {
+            let attempt = |obj: &Object| {
                 if report.done(request) {
-                    return;
+                    return Step::Stop;
                 }
+                report.scanned += 1;
+                match self.release_candidate(obj, request.mode) {
+                    Ok(released) => {
+                        report.released_objects += 1;
+                        report.hinted_bytes += released.hinted;
+                        report.written_back_bytes += released.freed;
+                        Step::Acted
+                    }
+                    Err(reason) => {
+                        report.skip(obj.id, reason.into());
+                        Step::Skipped
+                    }
+                }
+            };
+            match request.owner {
+                // One owner: walk its own objects once (its slice of the
+                // global lists may be anywhere in them).
+                Some(owner) => {
+                    let mine = self.owner_candidates(owner, key);
+                    let budget = mine.len();
+                    let mut once = Some(mine);
+                    self.walk(|_| once.take().unwrap_or_default(), budget, attempt);
+                }
+                None => {
+                    self.walk_lists(|k| *k == key, attempt);
+                }
+            }
+            if report.done(request) {
+                return;
             }
         }
     }
 
-    fn release_candidate(&self, obj: &Object, mode: ShrinkMode) -> Result<u64, SkipReason> {
+    fn release_candidate(&self, obj: &Object, mode: ShrinkMode) -> Result<Released, SkipReason> {
         let Some(mut st) = obj.try_lock() else {
             return Err(SkipReason::Contended);
         };
@@ -379,7 +446,9 @@ impl Inner {
             return Err(SkipReason::Changed);
         };
         let region = &self.regions[usize::from(region_id.0)];
-        if st.dead || st.madv != Madv::WillNeed || st.swapped || !region.can_release() {
+        // A Lazy pass leaves what was already hinted; Writeback takes both.
+        let already = st.swapped && mode == ShrinkMode::Lazy;
+        if st.dead || st.madv != Madv::WillNeed || already || !region.can_release() {
             return Err(SkipReason::Changed);
         }
         if st.pin_count > 0 {
@@ -395,7 +464,7 @@ impl Inner {
             None => return Err(SkipReason::Changed),
         };
         let released = match released {
-            Ok(n) => n,
+            Ok(r) => r,
             Err(e) => {
                 log::warn!("releasing {} failed: {e}", obj.id);
                 return Err(SkipReason::Refused);
@@ -403,11 +472,13 @@ impl Inner {
         };
         // Marked swapped whatever the kernel managed: the pages were handed
         // over (the seed sets SWAPPED before unpopulating); the object
-        // leaves the evictable list until it is used again.
+        // moves to its region's swapped list, where only Writeback looks,
+        // until the guest uses it again.
         let before = st.charge();
         st.swapped = true;
         self.commit(obj, &st, before);
-        obj.owner.count(|a| &a.written_back_bytes, released);
+        obj.owner.count(|a| &a.hinted_bytes, released.hinted);
+        obj.owner.count(|a| &a.written_back_bytes, released.freed);
         Ok(released)
     }
 

@@ -3,11 +3,13 @@
 //! long operation for longer than that operation (object locks are taken
 //! one at a time, after the registry lock is dropped).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::account::{OwnerAccount, MAX_REGIONS, UNLIMITED};
 use crate::error::{BoError, BoResult};
-use crate::manager::BufferManager;
+use crate::manager::{BufferManager, Inner};
 use crate::object::Object;
 use crate::region::RegionInfo;
 use crate::types::{Madv, ObjectId, OwnerId, Place, Priority, RegionId};
@@ -19,7 +21,10 @@ pub struct RegionStats {
     pub info: RegionInfo,
     /// Bytes handed out by the region.
     pub used: u64,
-    /// Bytes of objects resident in it (host totals).
+    /// Bytes of populated objects placed in it (their sizes).
+    pub placed: u64,
+    /// Bytes of those objects really in RAM now, measured (mincore on
+    /// memfd pages; a host GPU's objects count whole once touched).
     pub resident: u64,
     /// Bytes of DONTNEED objects in it.
     pub purgeable: u64,
@@ -38,9 +43,13 @@ pub struct OwnerStats {
     pub parent: Option<OwnerId>,
     /// Live objects.
     pub objects: u64,
-    /// Bytes of populated objects (what the quota limits).
+    /// Bytes of populated objects and the scratch reservation (what the
+    /// quota limits).
     pub charged: u64,
-    /// Resident bytes per region, indexed by region id.
+    /// Bytes of populated objects per region (their sizes), indexed by
+    /// region id.
+    pub placed: Vec<u64>,
+    /// Bytes of those objects really in RAM now per region, measured.
     pub resident: Vec<u64>,
     /// Bytes of DONTNEED objects.
     pub purgeable: u64,
@@ -50,8 +59,16 @@ pub struct OwnerStats {
     pub purged_objects: u64,
     /// Bytes really released by purges so far.
     pub purged_bytes: u64,
-    /// Bytes really released by the shrinker's MADV_COLD / MADV_PAGEOUT.
+    /// Resident bytes the shrinker hinted to the kernel (MADV_COLD /
+    /// MADV_PAGEOUT) so far.
+    pub hinted_bytes: u64,
+    /// Bytes that really left RAM through the shrinker's MADV_PAGEOUT.
     pub written_back_bytes: u64,
+    /// Bytes held now by the scratch and purged-but-mapped files behind
+    /// guest mappings of purged buffers (VMs only; measured).
+    pub scratch_bytes: u64,
+    /// Bytes charged for them (the scratch reservation; VMs only).
+    pub scratch_reserved: u64,
     /// Quota.
     pub quota: Option<u64>,
     /// Soft limit.
@@ -113,32 +130,91 @@ fn limit(v: u64) -> Option<u64> {
     (v != UNLIMITED).then_some(v)
 }
 
-fn owner_stats(a: &OwnerAccount, regions: usize) -> OwnerStats {
-    OwnerStats {
-        id: a.id,
-        name: a.name.clone(),
-        parent: a.parent.as_ref().map(|p| p.id),
-        objects: a.objects.load(Ordering::Relaxed),
-        charged: a.charged.load(Ordering::Relaxed),
-        resident: a.resident[..regions.min(MAX_REGIONS)]
-            .iter()
-            .map(|r| r.load(Ordering::Relaxed))
-            .collect(),
-        purgeable: a.purgeable_total(),
-        pinned: a.pinned.load(Ordering::Relaxed),
-        purged_objects: a.purged_objects.load(Ordering::Relaxed),
-        purged_bytes: a.purged_bytes.load(Ordering::Relaxed),
-        written_back_bytes: a.written_back_bytes.load(Ordering::Relaxed),
-        quota: limit(a.quota.load(Ordering::Relaxed)),
-        soft_limit: limit(a.soft_limit.load(Ordering::Relaxed)),
+/// Usage counters of an owner that cost nothing to read (no measuring).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnerUsage {
+    /// Bytes charged (what the quota limits).
+    pub charged: u64,
+    /// Bytes of DONTNEED objects.
+    pub purgeable: u64,
+    /// Quota.
+    pub quota: Option<u64>,
+    /// Soft limit.
+    pub soft_limit: Option<u64>,
+}
+
+impl Inner {
+    fn owner_stats(&self, a: &OwnerAccount, resident: &HashMap<OwnerId, Vec<u64>>) -> OwnerStats {
+        let regions = self.regions.len().min(MAX_REGIONS);
+        let (scratch_bytes, scratch_reserved) = if a.parent.is_some() && a.top().id == a.id {
+            self.scratch_usage(a)
+        } else {
+            (0, 0)
+        };
+        OwnerStats {
+            id: a.id,
+            name: a.name.clone(),
+            parent: a.parent.as_ref().map(|p| p.id),
+            objects: a.objects.load(Ordering::Relaxed),
+            charged: a.charged.load(Ordering::Relaxed),
+            placed: a.placed[..regions]
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .collect(),
+            resident: resident
+                .get(&a.id)
+                .cloned()
+                .unwrap_or_else(|| vec![0; regions]),
+            purgeable: a.purgeable_total(),
+            pinned: a.pinned.load(Ordering::Relaxed),
+            purged_objects: a.purged_objects.load(Ordering::Relaxed),
+            purged_bytes: a.purged_bytes.load(Ordering::Relaxed),
+            hinted_bytes: a.hinted_bytes.load(Ordering::Relaxed),
+            written_back_bytes: a.written_back_bytes.load(Ordering::Relaxed),
+            scratch_bytes,
+            scratch_reserved,
+            quota: limit(a.quota.load(Ordering::Relaxed)),
+            soft_limit: limit(a.soft_limit.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Measures what `objects` have in RAM, per region, and adds it to
+    /// each object's owner and that owner's ancestors.
+    fn measure(&self, objects: &[Arc<Object>]) -> HashMap<OwnerId, Vec<u64>> {
+        let regions = self.regions.len().min(MAX_REGIONS);
+        let mut out: HashMap<OwnerId, Vec<u64>> = HashMap::new();
+        for obj in objects {
+            let (region, bytes) = {
+                let st = obj.lock();
+                let Some((region, backing)) = st.backing.as_ref().filter(|_| !st.dead) else {
+                    continue;
+                };
+                let bytes = self
+                    .regions
+                    .get(usize::from(region.0))
+                    .and_then(|r| r.storage(backing).ok())
+                    .map_or(0, |s| s.file.resident(s.offset, s.len).unwrap_or(0));
+                (usize::from(region.0), bytes)
+            };
+            if region >= regions {
+                continue;
+            }
+            for a in obj.owner.chain() {
+                out.entry(a.id).or_insert_with(|| vec![0; regions])[region] += bytes;
+            }
+        }
+        out
     }
 }
 
 impl BufferManager {
-    /// A snapshot of everything.
+    /// A snapshot of everything, residency measured.
     pub fn stats(&self) -> ManagerStats {
         let inner = &self.inner;
-        let root = &inner.root;
+        // The registry lock must be gone before any object lock is taken.
+        let all = inner.registry().all_objects();
+        let resident = inner.measure(&all);
+        let host = resident.get(&OwnerId(0));
         let regions = inner
             .regions
             .iter()
@@ -147,16 +223,17 @@ impl BufferManager {
                 RegionStats {
                     info: r.info().clone(),
                     used: r.used(),
-                    resident: root.resident[i].load(Ordering::Relaxed),
-                    purgeable: root.purgeable[i].load(Ordering::Relaxed),
+                    placed: inner.root.placed[i].load(Ordering::Relaxed),
+                    resident: host.and_then(|h| h.get(i)).copied().unwrap_or(0),
+                    purgeable: inner.root.purgeable[i].load(Ordering::Relaxed),
                     cached: r.cached(),
                 }
             })
             .collect();
-        let mut owners: Vec<OwnerStats> = inner
-            .owners_read()
-            .values()
-            .map(|a| owner_stats(a, inner.regions.len()))
+        let accounts: Vec<Arc<OwnerAccount>> = inner.owners_read().values().cloned().collect();
+        let mut owners: Vec<OwnerStats> = accounts
+            .iter()
+            .map(|a| inner.owner_stats(a, &resident))
             .collect();
         owners.sort_by_key(|o| o.id);
         ManagerStats {
@@ -167,12 +244,57 @@ impl BufferManager {
         }
     }
 
-    /// One owner's numbers.
+    /// One owner's numbers, its residency measured.
     pub fn owner_stats(&self, owner: OwnerId) -> BoResult<OwnerStats> {
-        Ok(owner_stats(
-            &*self.inner.owner(owner)?,
-            self.inner.regions.len(),
-        ))
+        let account = self.inner.owner(owner)?;
+        let objects = self.subtree_objects(owner);
+        let resident = self.inner.measure(&objects);
+        Ok(self.inner.owner_stats(&account, &resident))
+    }
+
+    /// Bytes the objects of `owner` (and its descendants) have in RAM now,
+    /// measured, plus — for a VM — what its scratch files hold: the memory
+    /// a soft limit compares.
+    pub fn resident_bytes(&self, owner: OwnerId) -> BoResult<u64> {
+        let account = self.inner.owner(owner)?;
+        let resident = self.inner.measure(&self.subtree_objects(owner));
+        let objects: u64 = resident.get(&owner).map_or(0, |r| r.iter().sum());
+        let scratch = if account.parent.is_some() && account.top().id == account.id {
+            self.inner.scratch_usage(&account).0
+        } else {
+            0
+        };
+        Ok(objects + scratch)
+    }
+
+    /// An owner's counters, read without measuring anything.
+    pub fn usage(&self, owner: OwnerId) -> BoResult<OwnerUsage> {
+        let a = self.inner.owner(owner)?;
+        Ok(OwnerUsage {
+            charged: a.charged.load(Ordering::Relaxed),
+            purgeable: a.purgeable_total(),
+            quota: limit(a.quota.load(Ordering::Relaxed)),
+            soft_limit: limit(a.soft_limit.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// The owners with a soft limit: `(owner, name, charged, soft limit)`,
+    /// read without measuring anything.
+    pub fn soft_limited_owners(&self) -> Vec<(OwnerId, String, u64, u64)> {
+        self.inner
+            .owners_read()
+            .values()
+            .filter_map(|a| {
+                let l = limit(a.soft_limit.load(Ordering::Relaxed))?;
+                Some((a.id, a.name.clone(), a.charged.load(Ordering::Relaxed), l))
+            })
+            .collect()
+    }
+
+    fn subtree_objects(&self, owner: OwnerId) -> Vec<Arc<Object>> {
+        let tree = self.inner.subtree(owner);
+        let reg = self.inner.registry();
+        tree.iter().flat_map(|o| reg.owner_objects(o.0)).collect()
     }
 
     /// One object's state.
@@ -184,13 +306,7 @@ impl BufferManager {
     /// The objects matching `filter`, oldest first.
     pub fn list_objects(&self, filter: ObjectFilter) -> Vec<ObjectInfo> {
         let objects = match filter.owner {
-            Some(owner) => {
-                let tree = self.inner.subtree(owner);
-                let reg = self.inner.registry();
-                tree.iter()
-                    .flat_map(|o| reg.owner_objects(o.0))
-                    .collect::<Vec<_>>()
-            }
+            Some(owner) => self.subtree_objects(owner),
             None => self.inner.registry().all_objects(),
         };
         let mut out: Vec<ObjectInfo> = objects

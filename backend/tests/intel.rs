@@ -183,6 +183,55 @@ fn i915_madvise_is_passed_through_and_the_kernels_purges_are_reported() {
     check_accounting(&bm);
 }
 
+/// A GEM object's pages go when its last reference does: a purge counts
+/// them only if the kernel had pages for it (touched by CPU or GPU) and
+/// nobody else holds them (a dma-buf the VMM maps keeps them until it
+/// unmaps, which vgpu cannot see). The kernel's own purge counts nothing.
+#[test]
+fn gem_purges_count_only_what_the_kernel_really_frees() {
+    for flavor in [Flavor::I915, Flavor::Xe] {
+        let (kernel, bm) = driver(flavor, &[8 * MIB]);
+        let vm = bm.create_owner("vm", None).unwrap();
+        let sys = |bm: &BufferManager| {
+            let id = bm
+                .create(vm, MIB, Placement::system(), Priority::NORMAL)
+                .unwrap();
+            bm.validate(id, None).unwrap();
+            id
+        };
+        let untouched = sys(&bm);
+        let touched = sys(&bm);
+        fill(&bm, touched, 0, MIB, 1);
+        let shared = sys(&bm);
+        let t = bm.pin(shared, PinReason::Mapped).unwrap();
+        bm.unpin(shared, PinReason::Mapped).unwrap();
+        drop(t);
+        for id in [untouched, touched, shared] {
+            assert!(bm.madvise(id, Madv::DontNeed).unwrap());
+        }
+        let r = bm.purge(None);
+        assert_eq!(r.purged_objects, 3, "{flavor:?}");
+        assert_eq!(
+            r.purged_bytes, MIB,
+            "{flavor:?}: only the touched, unshared object's pages are counted"
+        );
+        // i915 may drop a DONTNEED object itself: then vgpu freed nothing.
+        if flavor == Flavor::I915 {
+            let id = bm
+                .create(vm, MIB, Placement::system(), Priority::NORMAL)
+                .unwrap();
+            bm.validate(id, None).unwrap();
+            bm.pin_for_gpu(id).unwrap();
+            bm.unpin(id, PinReason::Gpu).unwrap();
+            assert!(bm.madvise(id, Madv::DontNeed).unwrap());
+            assert_eq!(kernel.purge_dontneed(), 1, "the kernel purged it");
+            let r = bm.purge(None);
+            assert_eq!((r.purged_objects, r.purged_bytes), (1, 0));
+        }
+        check_accounting(&bm);
+    }
+}
+
 #[test]
 fn xe_has_no_kernel_madvise_so_vgpus_own_policy_applies() {
     let (kernel, bm) = driver(Flavor::Xe, &[8 * MIB]);

@@ -1,8 +1,12 @@
 //! Model-based test of the buffer manager: thousands of random operation
 //! sequences (create, write, read, validate to each placement, madvise,
-//! pin/unpin, busy/idle, shrink in both modes, admin purge and evict, a tiny
-//! device pool that keeps running out, quotas, destroy, owner teardown)
-//! against a reference model that only knows what the guest knows.
+//! pin/unpin, guest mappings and writes through them — also after a purge,
+//! the device's remap of a purged mapping over the VM's scratch file,
+//! busy/idle, shrink in both modes one after the other (escalation), admin
+//! purge and evict, a tiny device pool that keeps running out, quotas,
+//! destroy, owner teardown) against a reference model that only knows what
+//! the guest knows; a second run does the same while another thread keeps
+//! purging, as the admin socket and the pressure monitor do.
 //!
 //! After every operation:
 //! * a WILLNEED object's bytes never change except by writes;
@@ -11,7 +15,13 @@
 //! * only idle DONTNEED objects are ever purged, and only unpinned ones or
 //!   ones pinned solely by guest mappings of system memory;
 //! * pinned objects never move;
-//! * every counter equals the sum over the objects, and quotas hold.
+//! * every counter equals the sum over the objects, and quotas hold;
+//! * what a guest writes through a mapping of a purged buffer is accounted
+//!   (the VM's scratch bytes), bounded by the VM's scratch reservation
+//!   once remapped, and gone after every shrink;
+//! * a Lazy shrink stops at its target; a Writeback shrink that cannot
+//!   reach its target (no swap) looks at every idle buffer, those Lazy
+//!   hinted included.
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
@@ -51,6 +61,15 @@ enum Op {
     Pin {
         obj: Index,
         mapped: bool,
+    },
+    GuestWrite {
+        obj: Index,
+        offset: Index,
+        len: u16,
+        byte: u8,
+    },
+    Remap {
+        obj: Index,
     },
     Unpin {
         obj: Index,
@@ -94,6 +113,9 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (obj(), any::<bool>()).prop_map(|(obj, dontneed)| Op::Madvise { obj, dontneed }),
         1 => (obj(), any::<bool>()).prop_map(|(obj, mapped)| Op::Pin { obj, mapped }),
         1 => (obj(), any::<bool>()).prop_map(|(obj, mapped)| Op::Unpin { obj, mapped }),
+        2 => (obj(), any::<Index>(), 1..3 * PAGE as u16, any::<u8>())
+            .prop_map(|(obj, offset, len, byte)| Op::GuestWrite { obj, offset, len, byte }),
+        1 => obj().prop_map(|obj| Op::Remap { obj }),
         1 => obj().prop_map(|obj| Op::Busy { obj }),
         1 => obj().prop_map(|obj| Op::Idle { obj }),
         2 => (any::<bool>(), 0..12u64, proptest::option::of(0..3usize))
@@ -119,6 +141,70 @@ fn placement(kind: u8) -> Placement {
     }
 }
 
+/// A guest mapping of an object, as the VMM makes it: the object's file
+/// range mapped shared in this process (or, once remapped, the VM's
+/// scratch file).
+#[derive(Debug)]
+struct GuestMap {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    scratch: bool,
+}
+
+impl GuestMap {
+    fn new(fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) -> Self {
+        let len = len as usize;
+        // SAFETY: a fresh shared mapping at an address the kernel picks.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                fd,
+                offset,
+            )
+        }
+        .expect("guest mapping");
+        Self {
+            ptr: std::ptr::NonNull::new(ptr.cast()).unwrap(),
+            len,
+            scratch: false,
+        }
+    }
+
+    /// What the guest does: write through the mapping.
+    fn write(&self, offset: usize, len: usize, byte: u8) {
+        assert!(offset + len <= self.len);
+        // SAFETY: inside our own live mapping.
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
+    }
+
+    /// The device's remap: the same guest range over the scratch file.
+    fn remap(&mut self, fd: std::os::fd::BorrowedFd<'_>) {
+        // SAFETY: MAP_FIXED over exactly our own mapping.
+        unsafe {
+            rustix::mm::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED | rustix::mm::MapFlags::FIXED,
+                fd,
+                0,
+            )
+        }
+        .expect("remap");
+        self.scratch = true;
+    }
+}
+
+impl Drop for GuestMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 /// What the guest knows about one object.
 #[derive(Debug)]
 struct ModelObject {
@@ -127,8 +213,8 @@ struct ModelObject {
     data: Vec<u8>,
     madv: Madv,
     purged: bool,
-    /// Guest-mapping pins.
-    map_pins: u32,
+    /// Guest mappings (each direct one holds a mapping pin).
+    maps: Vec<GuestMap>,
     /// Scanout pins.
     hard_pins: u32,
     pinned_region: Option<RegionId>,
@@ -136,18 +222,33 @@ struct ModelObject {
 }
 
 impl ModelObject {
+    /// Guest mappings of the object's own file: each holds a pin.
+    fn map_pins(&self) -> u32 {
+        self.maps.iter().filter(|m| !m.scratch).count() as u32
+    }
+
     fn pins(&self) -> u32 {
-        self.map_pins + self.hard_pins
+        self.map_pins() + self.hard_pins
     }
 
     /// Whether its pins allow a purge: none, or only guest mappings of a
     /// system-memory object.
     fn pins_allow_purge(&self) -> bool {
-        self.hard_pins == 0 && (self.map_pins == 0 || self.pinned_region == Some(RegionId::SYSTEM))
+        self.hard_pins == 0
+            && (self.map_pins() == 0 || self.pinned_region == Some(RegionId::SYSTEM))
     }
 
     fn busy(&self) -> bool {
         self.fence.as_ref().is_some_and(|f| !f.is_signaled())
+    }
+}
+
+/// The VM (top-level owner) an owner index belongs to: ctx is vm0's.
+fn vm_of(owner: usize) -> usize {
+    if owner == 2 {
+        0
+    } else {
+        owner
     }
 }
 
@@ -158,6 +259,9 @@ struct Harness {
     objects: Vec<ModelObject>,
     /// Charged bytes per owner after the previous operation.
     charged: [u64; 3],
+    /// Held while the model checks the manager, so a concurrent purger
+    /// never changes it half-way through a check.
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Harness {
@@ -172,20 +276,42 @@ impl Harness {
             owners: [vm0, vm1, ctx],
             objects: Vec::new(),
             charged: [0; 3],
+            gate: Default::default(),
         }
+    }
+
+    /// The manager purged object `i` behind the model's back (a
+    /// concurrent purge): check it was allowed to, and learn it.
+    fn learn_purge(&mut self, i: usize) -> Result<bool, TestCaseError> {
+        let m = &mut self.objects[i];
+        let info = self
+            .bm
+            .object_info(m.id)
+            .map_err(|e| TestCaseError::fail(format!("{}: {e}", m.id)))?;
+        if info.madv == Madv::Purged && !m.purged {
+            prop_assert_eq!(m.madv, Madv::DontNeed, "{} purged while WILLNEED", m.id);
+            prop_assert!(m.pins_allow_purge(), "{} purged while pinned", m.id);
+            prop_assert!(!m.busy(), "{} purged while busy", m.id);
+            m.purged = true;
+        }
+        Ok(m.purged)
     }
 
     fn pick(&self, i: &Index) -> Option<usize> {
         (!self.objects.is_empty()).then(|| i.index(self.objects.len()))
     }
 
-    /// Errors an operation that populates may legitimately return.
-    fn allowed(&self, m: &ModelObject, err: &BoError) -> Result<(), TestCaseError> {
+    /// Errors an operation on object `i` that populates may legitimately
+    /// return.
+    fn allowed(&mut self, i: usize, err: &BoError) -> Result<(), TestCaseError> {
+        if let BoError::Purged(_) = err {
+            let purged = self.learn_purge(i)?;
+            let m = &self.objects[i];
+            prop_assert!(purged, "{} reported purged, model says it is not", m.id);
+            return Ok(());
+        }
+        let m = &self.objects[i];
         match err {
-            BoError::Purged(_) => {
-                prop_assert!(m.purged, "{} reported purged, model says it is not", m.id);
-                Ok(())
-            }
             BoError::QuotaExceeded { .. } | BoError::NoSpace { .. } => Ok(()),
             BoError::Pinned(_) => {
                 prop_assert!(m.pins() > 0, "{} reported pinned, model says no", m.id);
@@ -220,7 +346,7 @@ impl Harness {
                     data: vec![0; (*pages * PAGE) as usize],
                     madv: Madv::WillNeed,
                     purged: false,
-                    map_pins: 0,
+                    maps: Vec::new(),
                     hard_pins: 0,
                     pinned_region: None,
                     fence: None,
@@ -246,7 +372,7 @@ impl Harness {
                         prop_assert!(!self.objects[i].purged, "wrote to a purged object");
                         self.objects[i].data[offset..offset + len].fill(*byte);
                     }
-                    Err(e) => self.allowed(&self.objects[i], &e)?,
+                    Err(e) => self.allowed(i, &e)?,
                 }
             }
             Op::Read { obj } => {
@@ -260,7 +386,7 @@ impl Harness {
                     return Ok(());
                 };
                 if let Err(e) = self.bm.validate(self.objects[i].id, Some(placement(*p))) {
-                    self.allowed(&self.objects[i], &e)?;
+                    self.allowed(i, &e)?;
                 }
             }
             Op::Madvise { obj, dontneed } => {
@@ -276,6 +402,9 @@ impl Harness {
                     .bm
                     .madvise(self.objects[i].id, madv)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if !retained {
+                    self.learn_purge(i)?;
+                }
                 prop_assert_eq!(
                     retained,
                     !self.objects[i].purged,
@@ -304,38 +433,108 @@ impl Harness {
                         }
                         prop_assert_eq!(m.pinned_region, Some(t.region), "pins agree on where");
                         if *mapped {
-                            m.map_pins += 1;
+                            use std::os::fd::AsFd;
+                            m.maps.push(GuestMap::new(t.fd.as_fd(), t.offset, t.len));
                         } else {
                             m.hard_pins += 1;
                         }
                     }
-                    Err(e) => self.allowed(&self.objects[i], &e)?,
+                    Err(e) => self.allowed(i, &e)?,
                 }
             }
             Op::Unpin { obj, mapped } => {
                 let Some(i) = self.pick(obj) else {
                     return Ok(());
                 };
-                let reason = if *mapped {
-                    PinReason::Mapped
-                } else {
-                    PinReason::Scanout
-                };
-                let r = self.bm.unpin(self.objects[i].id, reason);
+                let owner = self.owners[self.objects[i].owner];
                 let m = &mut self.objects[i];
-                let held = if *mapped {
-                    &mut m.map_pins
-                } else {
-                    &mut m.hard_pins
-                };
-                if *held > 0 {
-                    prop_assert!(r.is_ok(), "{:?}", r);
-                    *held -= 1;
-                    if m.pins() == 0 {
-                        m.pinned_region = None;
+                if *mapped {
+                    match m.maps.pop() {
+                        // As the device does: SHMEM_UNMAP, then the pin.
+                        Some(map) if map.scratch => {
+                            let len = map.len as u64;
+                            drop(map);
+                            self.bm
+                                .scratch_unmap(owner, len)
+                                .map_err(|e| TestCaseError::fail(format!("scratch unmap: {e}")))?;
+                        }
+                        Some(map) => {
+                            drop(map);
+                            let r = self.bm.unpin(m.id, PinReason::Mapped);
+                            prop_assert!(r.is_ok(), "{:?}", r);
+                        }
+                        None => {
+                            let r = self.bm.unpin(m.id, PinReason::Mapped);
+                            prop_assert!(matches!(r, Err(BoError::NotPinned(_))), "{:?}", r);
+                        }
                     }
                 } else {
-                    prop_assert!(matches!(r, Err(BoError::NotPinned(_))), "{:?}", r);
+                    let r = self.bm.unpin(m.id, PinReason::Scanout);
+                    if m.hard_pins > 0 {
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                        m.hard_pins -= 1;
+                    } else {
+                        prop_assert!(matches!(r, Err(BoError::NotPinned(_))), "{:?}", r);
+                    }
+                }
+                if m.pins() == 0 {
+                    m.pinned_region = None;
+                }
+            }
+            Op::GuestWrite {
+                obj,
+                offset,
+                len,
+                byte,
+            } => {
+                let Some(i) = self.pick(obj) else {
+                    return Ok(());
+                };
+                let Some(map) = self.objects[i].maps.last() else {
+                    return Ok(());
+                };
+                let len = (*len as usize).min(map.len);
+                let offset = offset.index(map.len - len + 1);
+                map.write(offset, len, *byte);
+                let purged = self.objects[i].purged || self.learn_purge(i)?;
+                if purged {
+                    // Written into a purged buffer's file or the scratch
+                    // file: accounted to the VM, never lost track of.
+                    let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+                    let vm = self.owners[vm_of(self.objects[i].owner)];
+                    let stats = self.bm.owner_stats(vm).unwrap();
+                    prop_assert!(
+                        stats.scratch_bytes >= PAGE,
+                        "a guest write to a purged buffer is not accounted: {stats:?}"
+                    );
+                } else {
+                    self.objects[i].data[offset..offset + len].fill(*byte);
+                }
+            }
+            Op::Remap { obj } => {
+                let Some(i) = self.pick(obj) else {
+                    return Ok(());
+                };
+                if !(self.objects[i].purged || self.learn_purge(i)?) {
+                    return Ok(());
+                }
+                // What the device does on a purge notice: every direct
+                // mapping goes over the scratch file, then its pin goes.
+                let owner = self.owners[self.objects[i].owner];
+                let m = &mut self.objects[i];
+                for map in m.maps.iter_mut().filter(|g| !g.scratch) {
+                    let t = self
+                        .bm
+                        .scratch_map(owner, map.len as u64)
+                        .map_err(|e| TestCaseError::fail(format!("scratch map: {e}")))?;
+                    use std::os::fd::AsFd;
+                    map.remap(t.fd.as_fd());
+                    self.bm
+                        .unpin(m.id, PinReason::Mapped)
+                        .map_err(|e| TestCaseError::fail(format!("unpin after remap: {e}")))?;
+                }
+                if m.pins() == 0 {
+                    m.pinned_region = None;
                 }
             }
             Op::Busy { obj } => {
@@ -346,6 +545,8 @@ impl Harness {
                 self.bm
                     .set_busy(self.objects[i].id, fence.clone())
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                // A concurrent purge may have come first; none can after.
+                self.learn_purge(i)?;
                 self.objects[i].fence = Some(fence);
             }
             Op::Idle { obj } => {
@@ -366,17 +567,44 @@ impl Harness {
                 } else {
                     ShrinkMode::Lazy
                 };
-                let report = self.bm.shrink(&ShrinkRequest {
+                let request = ShrinkRequest {
                     owner: owner.map(|o| self.owners[o]),
                     ..ShrinkRequest::new(target_pages * PAGE, mode)
-                });
+                };
+                let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+                let releasable = self.releasable(*owner);
+                let report = self.bm.shrink(&request);
                 if !host_has_swap() {
                     prop_assert_eq!(report.written_back_bytes, 0);
                 }
-                self.check_all_contents()?;
+                let largest = 4 * PAGE;
+                if mode == ShrinkMode::Lazy {
+                    prop_assert!(
+                        report.purged_bytes + report.hinted_bytes < request.target + largest
+                            || request.target == 0,
+                        "a Lazy pass went past its target: {report:?}"
+                    );
+                } else if report.counted() < request.target {
+                    // Short of its target (no swap): it looked at every
+                    // idle buffer it may release, hinted ones included.
+                    prop_assert!(
+                        report.released_objects >= releasable,
+                        "writeback released {} of {releasable} idle buffers: {report:?}",
+                        report.released_objects
+                    );
+                }
+                self.check_scratch_emptied(*owner)?;
+                // Contents are checked by reads and at the end, not here:
+                // reading marks a buffer used, which would take every
+                // hinted buffer off the swapped list before the next
+                // shrink could show where Writeback looks.
             }
             Op::Purge { owner } => {
-                self.bm.purge(owner.map(|o| self.owners[o]));
+                {
+                    let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+                    self.bm.purge(owner.map(|o| self.owners[o]));
+                    self.check_scratch_emptied(*owner)?;
+                }
                 self.sync()?;
                 // Every idle DONTNEED object of the scope whose pins allow
                 // it is gone.
@@ -406,6 +634,8 @@ impl Harness {
                     return Ok(());
                 };
                 let m = self.objects.remove(i);
+                // As the device does: the guest's mappings go first.
+                self.unmap_all(&m)?;
                 self.bm
                     .destroy(m.id)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -417,10 +647,21 @@ impl Harness {
                 } else {
                     vec![*owner]
                 };
+                let (gone, kept): (Vec<ModelObject>, Vec<ModelObject>) =
+                    std::mem::take(&mut self.objects)
+                        .into_iter()
+                        .partition(|m| doomed.contains(&m.owner));
+                self.objects = kept;
+                for m in &gone {
+                    // A VM's own teardown drops its scratch state whole.
+                    if !doomed.contains(&vm_of(m.owner)) {
+                        self.unmap_all(m)?;
+                    }
+                }
+                drop(gone);
                 self.bm
                     .destroy_owner(self.owners[*owner])
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                self.objects.retain(|m| !doomed.contains(&m.owner));
                 for o in doomed {
                     let parent = (o == 2).then_some(self.owners[0]);
                     self.owners[o] = self.bm.create_owner(&format!("owner{o}"), parent).unwrap();
@@ -446,17 +687,15 @@ impl Harness {
     /// Learns which objects the manager purged (checking it was allowed to)
     /// and checks pinned objects stayed put and the accounting adds up.
     fn sync(&mut self) -> Result<(), TestCaseError> {
-        for m in &mut self.objects {
+        let gate = self.gate.clone();
+        let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..self.objects.len() {
+            self.learn_purge(i)?;
+            let m = &self.objects[i];
             let info = self
                 .bm
                 .object_info(m.id)
                 .map_err(|e| TestCaseError::fail(format!("{}: {e}", m.id)))?;
-            if info.madv == Madv::Purged && !m.purged {
-                prop_assert_eq!(m.madv, Madv::DontNeed, "{} purged while WILLNEED", m.id);
-                prop_assert!(m.pins_allow_purge(), "{} purged while pinned", m.id);
-                prop_assert!(!m.busy(), "{} purged while busy", m.id);
-                m.purged = true;
-            }
             if m.purged {
                 prop_assert_eq!(info.madv, Madv::Purged);
                 prop_assert_eq!(info.region, None, "a purged object holds no memory");
@@ -483,10 +722,86 @@ impl Harness {
             }
             self.charged[o] = stats.charged;
         }
+        // What guests wrote through mappings of purged buffers: bounded by
+        // the scratch reservation, plus the purged files still mapped
+        // directly (until the device remaps them).
+        for vm in [0usize, 1] {
+            let stats = self.bm.owner_stats(self.owners[vm]).unwrap();
+            let direct: u64 = self
+                .objects
+                .iter()
+                .filter(|m| vm_of(m.owner) == vm && m.purged && m.map_pins() > 0)
+                .map(|m| m.data.len() as u64)
+                .sum();
+            let largest_on_scratch = self
+                .objects
+                .iter()
+                .filter(|m| vm_of(m.owner) == vm)
+                .flat_map(|m| m.maps.iter().filter(|g| g.scratch).map(|g| g.len as u64))
+                .max()
+                .unwrap_or(0);
+            prop_assert!(
+                stats.scratch_reserved >= largest_on_scratch,
+                "vm{vm}: reservation {} below a {largest_on_scratch}-byte scratch mapping",
+                stats.scratch_reserved
+            );
+            prop_assert!(
+                stats.scratch_bytes <= stats.scratch_reserved + direct,
+                "vm{vm}: {} scratch bytes beyond the reservation {} and {direct} B still mapped directly",
+                stats.scratch_bytes,
+                stats.scratch_reserved
+            );
+        }
         Ok(())
     }
 
-    fn check_contents(&self, i: usize) -> Result<(), TestCaseError> {
+    /// Idle, unpinned, populated WILLNEED objects in system memory of the
+    /// scope: what a Writeback pass short of its target must release.
+    fn releasable(&self, owner: Option<usize>) -> u64 {
+        self.objects
+            .iter()
+            .filter(|m| owner.is_none_or(|o| m.owner == o || (o == 0 && m.owner == 2)))
+            .filter(|m| m.madv == Madv::WillNeed && !m.purged && m.pins() == 0 && !m.busy())
+            .filter(|m| {
+                self.bm
+                    .object_info(m.id)
+                    .is_ok_and(|i| i.region == Some(RegionId::SYSTEM))
+            })
+            .count() as u64
+    }
+
+    /// After a shrink covering them, the VMs' scratch files hold nothing.
+    fn check_scratch_emptied(&self, owner: Option<usize>) -> Result<(), TestCaseError> {
+        for vm in [0usize, 1] {
+            if owner.is_some_and(|o| vm_of(o) != vm) {
+                continue;
+            }
+            let stats = self.bm.owner_stats(self.owners[vm]).unwrap();
+            prop_assert_eq!(
+                stats.scratch_bytes,
+                0,
+                "vm{} scratch left after a shrink",
+                vm
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops every guest mapping of `m`, as the device does before a
+    /// destroy: SHMEM_UNMAP, then the pin (or the scratch range).
+    fn unmap_all(&self, m: &ModelObject) -> Result<(), TestCaseError> {
+        let owner = self.owners[m.owner];
+        for map in &m.maps {
+            if map.scratch {
+                self.bm
+                    .scratch_unmap(owner, map.len as u64)
+                    .map_err(|e| TestCaseError::fail(format!("scratch unmap: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_contents(&mut self, i: usize) -> Result<(), TestCaseError> {
         let m = &self.objects[i];
         match contents(&self.bm, m.id) {
             Ok(bytes) => {
@@ -497,17 +812,17 @@ impl Harness {
                     m.id
                 );
             }
-            Err(e) => self.allowed(m, &e)?,
+            Err(e) => self.allowed(i, &e)?,
         }
         Ok(())
     }
 
     /// Checks every populated object's bytes without populating any.
-    fn check_all_contents(&self) -> Result<(), TestCaseError> {
-        for (i, m) in self.objects.iter().enumerate() {
+    fn check_all_contents(&mut self) -> Result<(), TestCaseError> {
+        for i in 0..self.objects.len() {
             let populated = self
                 .bm
-                .object_info(m.id)
+                .object_info(self.objects[i].id)
                 .map(|o| o.region.is_some())
                 .unwrap_or(false);
             if populated {
@@ -518,28 +833,102 @@ impl Harness {
     }
 }
 
+/// Purges everything, again and again, from another thread (as the admin
+/// socket and the pressure monitor do), between the model's checks.
+struct Purger {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Purger {
+    fn start(h: &Harness) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (bm, gate, flag) = (h.bm.clone(), h.gate.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut purges = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                {
+                    let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
+                    bm.purge(None);
+                }
+                purges += 1;
+                std::thread::yield_now();
+            }
+            purges
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Purger {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_model(ops: &[Op], concurrent_purges: bool) -> Result<(), TestCaseError> {
+    let mut h = Harness::new();
+    let purger = concurrent_purges.then(|| Purger::start(&h));
+    for op in ops {
+        h.apply(op)?;
+    }
+    drop(purger);
+    h.sync()?;
+    // Whatever happened, everything written is still there (or purged
+    // with the guest's consent), and teardown returns every byte.
+    h.check_all_contents()?;
+    for m in std::mem::take(&mut h.objects) {
+        h.unmap_all(&m)?;
+    }
+    for o in [0usize, 1] {
+        h.bm.destroy_owner(h.owners[o]).unwrap();
+    }
+    let stats = h.bm.stats();
+    prop_assert_eq!(stats.objects, 0);
+    prop_assert_eq!(stats.owners[0].charged, 0);
+    prop_assert!(stats
+        .regions
+        .iter()
+        .all(|r| r.used == 0 && r.placed == 0 && r.resident == 0));
+    Ok(())
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1500),
+        cases: cases(1500),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn manager_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let mut h = Harness::new();
-        for op in &ops {
-            h.apply(op)?;
-        }
-        // Whatever happened, everything written is still there (or purged
-        // with the guest's consent), and teardown returns every byte.
-        h.check_all_contents()?;
-        for o in [0usize, 1] {
-            h.bm.destroy_owner(h.owners[o]).unwrap();
-        }
-        let stats = h.bm.stats();
-        prop_assert_eq!(stats.objects, 0);
-        prop_assert_eq!(stats.owners[0].charged, 0);
-        prop_assert!(stats.regions.iter().all(|r| r.used == 0 && r.resident == 0));
+        run_model(&ops, false)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(300),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    /// The same, while another thread keeps purging between operations.
+    #[test]
+    fn manager_matches_the_model_under_concurrent_purges(ops in proptest::collection::vec(op(), 1..60)) {
+        run_model(&ops, true)?;
     }
 }

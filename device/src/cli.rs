@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use vgpu_backend::intel::detect::GpuChoice;
-use vgpu_backend::pressure::{parse_trigger, MonitorConfig, SourceChoice, DEFAULT_TRIGGER};
+use vgpu_backend::pressure::{
+    parse_trigger, MonitorConfig, SourceChoice, DEFAULT_TRIGGER, DEFAULT_WATERMARK_PERCENT,
+};
 
 use crate::config::{DeviceConfig, Limits, Mode};
 
@@ -105,19 +107,30 @@ pub struct Cli {
     #[arg(long)]
     pub no_admin_socket: bool,
 
-    /// Where memory-pressure events come from: auto (systemd's
-    /// $MEMORY_PRESSURE_WATCH, else the own cgroup's PSI, else the system's,
-    /// else meminfo), psi, cgroup, systemd, meminfo, or none.
+    /// Which memory-pressure sources to watch: auto (every one that exists,
+    /// together: systemd's $MEMORY_PRESSURE_WATCH, the daemon's own memory
+    /// cgroup — v1 pressure levels and usage watermark, v2 memory.events
+    /// and watermark, its PSI — and the host's PSI; MemAvailable where
+    /// there is no PSI or --low-watermark is given), psi (the host's only),
+    /// cgroup (the own cgroup's only), systemd, meminfo, or none.
     #[arg(long, value_name = "SOURCE", default_value = "auto", value_parser = SourceChoice::parse)]
     pub pressure_source: SourceChoice,
 
-    /// PSI trigger: "some|full STALL_US WINDOW_US". Without CAP_SYS_RESOURCE
-    /// the kernel accepts only windows that are multiples of 2 s.
+    /// PSI trigger for the host's and the own cgroup's PSI: "some|full
+    /// STALL_US WINDOW_US". Without CAP_SYS_RESOURCE the kernel accepts
+    /// only windows that are multiples of 2 s.
     #[arg(long, value_name = "TRIGGER", default_value = DEFAULT_TRIGGER, value_parser = check_trigger)]
     pub pressure_trigger: String,
 
-    /// MemAvailable below which the meminfo fallback sees pressure
-    /// (default: 5 % of MemTotal, at least 64M).
+    /// Purge DONTNEED buffers when the daemon's own memory cgroup uses
+    /// more than this share of its limit (percent, 1-100; 0 turns the
+    /// watermark off).
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_WATERMARK_PERCENT, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub cgroup_watermark: u8,
+
+    /// Watch MemAvailable too, and see pressure below this size (without
+    /// it, MemAvailable is watched only where there is no PSI, against
+    /// 5 % of MemTotal, at least 64M).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub low_watermark: Option<u64>,
 }
@@ -193,15 +206,13 @@ impl Cli {
 impl Cli {
     /// The pressure monitor's configuration.
     pub fn monitor_config(&self) -> MonitorConfig {
-        let mut cfg = MonitorConfig {
+        MonitorConfig {
             source: self.pressure_source,
             trigger: self.pressure_trigger.clone(),
+            low_watermark: self.low_watermark,
+            cgroup_watermark: self.cgroup_watermark,
             ..MonitorConfig::default()
-        };
-        if let Some(w) = self.low_watermark {
-            cfg.low_watermark = w;
         }
-        cfg
     }
 
     /// The admin socket path, if there is to be one.
@@ -281,7 +292,7 @@ mod tests {
             None,
             "no default beside an inherited fd"
         );
-        assert_eq!(cli.monitor_config().low_watermark, 1 << 30);
+        assert_eq!(cli.monitor_config().low_watermark, Some(1 << 30));
         assert_eq!(cli.config().unwrap().vm_soft_limit, Some(512 << 20));
         for bad in [
             ["--pressure-source", "vibes"],

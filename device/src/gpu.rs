@@ -207,10 +207,22 @@ pub struct VirtioGpu {
     /// (e.g. a client's buffers a compositor still shows); each goes when
     /// its last object does.
     orphaned_accounts: std::collections::HashSet<OwnerId>,
-    /// Objects whose SHMEM_UNMAP the VMM failed: it may still map their
-    /// pages into the guest, so they stay alive and pinned (and their
-    /// host-visible range taken) until the connection ends.
-    quarantine: Vec<(ObjectId, u64)>,
+    /// Mappings whose SHMEM_UNMAP the VMM failed: it may still map their
+    /// pages into the guest, so they stay alive (objects pinned, scratch
+    /// ranges counted) and their host-visible range taken until the
+    /// connection ends.
+    quarantine: Vec<Quarantined>,
+    /// Purges of blobs the guest maps, to remap over scratch memory.
+    purge_watch: Option<vgpu_backend::PurgeWatch>,
+}
+
+/// A mapping the VMM failed to unmap.
+#[derive(Debug, Clone, Copy)]
+enum Quarantined {
+    /// A pinned object at a host-visible offset.
+    Object(ObjectId, u64),
+    /// A scratch range (offset, length).
+    Scratch(u64, u64),
 }
 
 impl std::fmt::Debug for VirtioGpu {
@@ -254,7 +266,19 @@ impl VirtioGpu {
             update_scratch: Vec::new(),
             orphaned_accounts: std::collections::HashSet::new(),
             quarantine: Vec::new(),
+            purge_watch: None,
         }
+        .watching_purges()
+    }
+
+    fn watching_purges(mut self) -> Self {
+        match self.bm.watch_purges(self.vm) {
+            Ok(w) => self.purge_watch = Some(w),
+            Err(e) => log::warn!(
+                "cannot watch purges of mapped blobs ({e}): purged blobs stay mapped until unmapped"
+            ),
+        }
+        self
     }
 
     /// The VM's buffer-manager account.
@@ -302,10 +326,18 @@ impl VirtioGpu {
     /// Frees what failed unmaps kept (the connection to the VMM is gone,
     /// and with it the guest's mappings).
     pub fn release_quarantine(&mut self) {
-        for (obj, offset) in std::mem::take(&mut self.quarantine) {
-            let _ = self.bm.unpin(obj, PinReason::Mapped);
-            let _ = self.bm.destroy(obj);
-            self.hostmem.release(offset);
+        for q in std::mem::take(&mut self.quarantine) {
+            match q {
+                Quarantined::Object(obj, offset) => {
+                    let _ = self.bm.unpin(obj, PinReason::Mapped);
+                    let _ = self.bm.destroy(obj);
+                    self.hostmem.release(offset);
+                }
+                Quarantined::Scratch(offset, len) => {
+                    let _ = self.bm.scratch_unmap(self.vm, len);
+                    self.hostmem.release(offset);
+                }
+            }
         }
     }
 
@@ -881,10 +913,12 @@ impl VirtioGpu {
         if let Some(b) = &r.backing {
             self.backing_entries -= b.entry_count();
         }
-        if let Some(obj) = r
-            .object()
-            .filter(|o| !self.quarantine.iter().any(|(q, _)| q == o))
-        {
+        if let Some(obj) = r.object().filter(|o| {
+            !self
+                .quarantine
+                .iter()
+                .any(|q| matches!(q, Quarantined::Object(x, _) if x == o))
+        }) {
             let owner = self.bm.object_info(obj).ok().map(|i| i.owner);
             let _ = self.bm.destroy(obj);
             if let Some(owner) = owner.filter(|o| self.orphaned_accounts.contains(o)) {
@@ -1273,7 +1307,10 @@ impl VirtioGpu {
             r.mapping = Some(Mapping {
                 offset,
                 len,
-                pinned: object.is_some(),
+                backed: match object {
+                    Some(_) => MapBacking::Object,
+                    None => MapBacking::GuestPages,
+                },
             });
         }
         Ok(Response::MapInfo(match caching {
@@ -1314,13 +1351,22 @@ impl VirtioGpu {
             .ok_or_else(|| GpuError::InvalidParameter(format!("blob {id} is not mapped")))?;
         let obj = r.object();
         if let Some(mapper) = &self.mapper {
-            if let Err(e) = mapper.unmap(m.offset, m.len) {
+            let unmapped = match m.backed {
+                MapBacking::Nothing => Ok(()),
+                _ => mapper.unmap(m.offset, m.len),
+            };
+            if let Err(e) = unmapped {
                 log::warn!(
                     "SHMEM_UNMAP of blob {id} failed: {e}; its pages stay reserved until the VMM disconnects"
                 );
-                match obj {
+                match (m.backed, obj) {
                     // Pinned, and kept out of `unref`'s reach.
-                    Some(obj) if m.pinned => self.quarantine.push((obj, m.offset)),
+                    (MapBacking::Object, Some(obj)) => {
+                        self.quarantine.push(Quarantined::Object(obj, m.offset))
+                    }
+                    (MapBacking::Scratch, _) => {
+                        self.quarantine.push(Quarantined::Scratch(m.offset, m.len))
+                    }
                     // Guest pages (a GUEST blob): nothing of the host's to keep.
                     _ => self.hostmem.release(m.offset),
                 }
@@ -1328,12 +1374,87 @@ impl VirtioGpu {
             }
         }
         self.hostmem.release(m.offset);
-        if m.pinned {
-            if let Some(obj) = obj {
+        match (m.backed, obj) {
+            (MapBacking::Object, Some(obj)) => {
                 let _ = self.bm.unpin(obj, PinReason::Mapped);
             }
+            (MapBacking::Scratch, _) => {
+                let _ = self.bm.scratch_unmap(self.vm, m.len);
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// The buffer manager purged blobs the guest still maps: remap each
+    /// such range over the VM's scratch file (SHMEM_UNMAP of the purged
+    /// buffer, SHMEM_MAP of the scratch file, then drop the mapping pin,
+    /// which releases the purged buffer's file). What the guest writes
+    /// there afterwards lands in one file charged to the VM and emptied by
+    /// every shrink. The device's event loop calls this when the purge
+    /// eventfd fires.
+    pub fn remap_purged(&mut self) {
+        let Some(watch) = &self.purge_watch else {
+            return;
+        };
+        let purged = watch.drain();
+        if purged.is_empty() {
+            return;
+        }
+        let Some(mapper) = self.mapper.clone() else {
+            return;
+        };
+        for r in self.resources.values_mut() {
+            let Some(obj) = r.object().filter(|o| purged.contains(o)) else {
+                continue;
+            };
+            let Some(m) = r
+                .mapping
+                .as_mut()
+                .filter(|m| m.backed == MapBacking::Object)
+            else {
+                continue;
+            };
+            if let Err(e) = mapper.unmap(m.offset, m.len) {
+                // The VMM still maps the purged file: it stays in limbo
+                // (charged, punched at every shrink) until the guest unmaps.
+                log::warn!(
+                    "SHMEM_UNMAP of purged blob {} failed: {e}; it stays mapped",
+                    r.id
+                );
+                continue;
+            }
+            let scratch = self
+                .bm
+                .scratch_map(self.vm, m.len)
+                .map_err(|e| e.to_string());
+            let remapped = scratch.and_then(|t| {
+                use std::os::fd::AsFd;
+                mapper
+                    .map(m.offset, t.fd.as_fd(), t.offset, m.len)
+                    .map_err(|e| {
+                        let _ = self.bm.scratch_unmap(self.vm, m.len);
+                        e.to_string()
+                    })
+            });
+            m.backed = match remapped {
+                Ok(()) => MapBacking::Scratch,
+                Err(e) => {
+                    log::warn!(
+                        "mapping scratch memory over purged blob {} failed: {e}; the range stays unmapped",
+                        r.id
+                    );
+                    MapBacking::Nothing
+                }
+            };
+            log::debug!("purged blob {} remapped over the scratch file", r.id);
+            let _ = self.bm.unpin(obj, PinReason::Mapped);
+        }
+    }
+
+    /// The eventfd that says [`Self::remap_purged`] has work.
+    pub fn purge_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.purge_watch.as_ref().map(|w| w.fd())
     }
 
     // ---- contexts ------------------------------------------------------

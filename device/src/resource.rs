@@ -60,8 +60,23 @@ pub struct Mapping {
     pub offset: u64,
     /// Length (page aligned).
     pub len: u64,
-    /// Whether the host buffer was pinned for it.
-    pub pinned: bool,
+    /// What the VMM maps there.
+    pub backed: MapBacking,
+}
+
+/// What a guest's host-visible range maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapBacking {
+    /// The blob's host buffer, pinned for the mapping.
+    Object,
+    /// The guest's own pages (a GUEST blob).
+    GuestPages,
+    /// The VM's scratch file: the buffer was purged while mapped and the
+    /// range remapped (see `vgpu_backend::PurgeWatch`).
+    Scratch,
+    /// Nothing: the remap of a purged buffer failed half-way, after the
+    /// VMM had unmapped the range.
+    Nothing,
 }
 
 /// One resource.

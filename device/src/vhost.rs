@@ -68,6 +68,8 @@ pub const MAX_QUEUE_SIZE: usize = 1024;
 pub const TIMER_EVENT: u16 = NUM_QUEUES as u16 + 1;
 /// Epoll data of the engine's kernel out-fence set.
 pub const FENCE_EVENT: u16 = NUM_QUEUES as u16 + 2;
+/// Epoll data of the buffer manager's purge notices (mapped blobs purged).
+pub const PURGE_EVENT: u16 = NUM_QUEUES as u16 + 3;
 
 type Mem = GuestMemoryAtomic<GuestMem>;
 type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMem>>;
@@ -148,8 +150,8 @@ impl VgpuBackend {
         })
     }
 
-    /// Registers the fence timer and the engine's kernel out-fence set
-    /// with the worker's epoll loop.
+    /// Registers the fence timer, the engine's kernel out-fence set and
+    /// the purge notices with the worker's epoll loop.
     pub fn register_timer(&self, handler: &VringEpollHandler<Arc<VgpuBackend>>) -> io::Result<()> {
         use std::os::fd::{AsFd, AsRawFd};
         let mut st = lock(&self.state);
@@ -158,6 +160,9 @@ impl VgpuBackend {
             EventSet::IN,
             u64::from(TIMER_EVENT),
         )?;
+        if let Some(fd) = st.gpu.purge_fd() {
+            handler.register_listener(fd.as_raw_fd(), EventSet::IN, u64::from(PURGE_EVENT))?;
+        }
         match st.gpu.engine().wakeup_fd() {
             Some(fd) => {
                 handler.register_listener(fd.as_raw_fd(), EventSet::IN, u64::from(FENCE_EVENT))
@@ -635,6 +640,8 @@ impl VhostUserBackend for VgpuBackend {
                 FENCE_EVENT => {
                     st.gpu.engine().poll(Instant::now());
                 }
+                // No guest memory yet, so no guest mappings: just drain.
+                PURGE_EVENT => st.gpu.remap_purged(),
                 _ => {}
             }
             return Ok(());
@@ -658,6 +665,10 @@ impl VhostUserBackend for VgpuBackend {
                     }
                     None => Ok(()),
                 }
+            }
+            PURGE_EVENT => {
+                st.gpu.remap_purged();
+                Ok(())
             }
             other => {
                 log::warn!("unexpected event {other}");

@@ -53,7 +53,7 @@ impl Rig {
             },
             monitor: MonitorConfig {
                 source: SourceChoice::Meminfo,
-                low_watermark: 0,
+                low_watermark: Some(0),
                 ..MonitorConfig::default()
             },
             admin_socket: Some(dir.join("admin.sock")),
@@ -162,7 +162,9 @@ fn stats_show_regions_owners_and_the_monitor() {
         5 * MIB,
         "the host root sums every VM"
     );
-    assert_eq!(s.pressure.source, "meminfo");
+    let kinds: Vec<&str> = s.pressure.sources.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds, ["meminfo"]);
+    assert!(s.pressure.sources[0].description.contains("MemAvailable"));
 }
 
 #[test]
@@ -288,9 +290,18 @@ fn pressure_injects_and_metrics_expose_the_counters() {
         "{}",
         m.text
     );
-    assert!(m
-        .text
-        .contains("vgpu_pressure_events_total{source=\"meminfo\"} 1"));
+    assert!(
+        m.text.contains("vgpu_pressure_events_total 1"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(
+            "vgpu_pressure_source_signals_total{source=\"meminfo\",path=\"/proc/meminfo\""
+        ),
+        "{}",
+        m.text
+    );
     assert!(m
         .text
         .contains("vgpu_shrinks_total{trigger=\"injected\"} 1"));
@@ -503,7 +514,7 @@ fn vgpuctl_prints_tables_json_and_clear_errors() {
         "PRESSURE",
         "vm1/ctx1:mesa",
         "(emulated)",
-        "source meminfo",
+        "watching the host's available memory: MemAvailable in /proc/meminfo",
     ] {
         assert!(s.contains(needle), "{needle:?} missing from:\n{s}");
     }
@@ -539,7 +550,10 @@ fn vgpuctl_prints_tables_json_and_clear_errors() {
     let s = stdout(&vgpuctl(rig.socket(), &["metrics"]));
     assert!(s.contains("# TYPE vgpu_owner_charged_bytes gauge"));
     let s = stdout(&vgpuctl(rig.socket(), &["pressure", "--inject"]));
-    assert!(s.starts_with("PRESSURE\nsource meminfo"), "{s}");
+    assert!(
+        s.starts_with("PRESSURE\nwatching the host's available memory"),
+        "{s}"
+    );
 
     // Errors name the problem.
     let o = vgpuctl(rig.socket(), &["purge", "--owner", "vm7"]);

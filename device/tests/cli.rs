@@ -240,7 +240,7 @@ fn the_admin_socket_sits_beside_the_vhost_user_socket_and_is_private() {
     assert_eq!(mode, 0o600);
     let stats = vgpuctl_json(&admin, &["stats"]);
     assert_eq!(stats["driver"], "emulated");
-    assert_eq!(stats["pressure"]["source"], "meminfo");
+    assert_eq!(stats["pressure"]["sources"][0]["kind"], "meminfo");
     // A VM connected: its owner shows up.
     let f = connect(&sock);
     f.set_owner().unwrap();
@@ -306,9 +306,14 @@ fn systemd_memory_pressure_variables_choose_the_source() {
     let p = vgpuctl_json(&admin, &["pressure"]);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(p["source"], "systemd", "{p}");
-    assert_eq!(p["path"], "/proc/pressure/memory");
-    assert_eq!(p["trigger"], trigger);
+    let sources = p["sources"].as_array().unwrap();
+    let systemd: Vec<&serde_json::Value> =
+        sources.iter().filter(|s| s["kind"] == "systemd").collect();
+    assert_eq!(systemd.len(), 1, "{p}");
+    assert_eq!(systemd[0]["path"], "/proc/pressure/memory");
+    assert_eq!(systemd[0]["trigger"], trigger);
+    // The host's PSI is the same file: not armed twice.
+    assert!(sources.iter().all(|s| s["kind"] != "psi"), "{p}");
 }
 
 #[test]
@@ -343,8 +348,9 @@ fn a_refused_psi_trigger_is_explained_and_the_daemon_falls_back() {
     let p = vgpuctl_json(&admin, &["pressure"]);
     child.kill().unwrap();
     child.wait().unwrap();
-    match p["source"].as_str().unwrap() {
-        "psi" => assert_eq!(p["trigger"], "some 150000 1000000"),
+    let source = &p["sources"][0];
+    match source["kind"].as_str().unwrap() {
+        "psi" => assert_eq!(source["trigger"], "some 150000 1000000"),
         "meminfo" => assert!(p["notes"].to_string().contains("multiples of 2 s"), "{p}"),
         other => panic!("unexpected source {other}: {p}"),
     }

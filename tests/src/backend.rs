@@ -79,7 +79,7 @@ impl RunningBackend {
             cfg,
             MonitorConfig {
                 source: SourceChoice::Meminfo,
-                low_watermark: 0,
+                low_watermark: Some(0),
                 ..MonitorConfig::default()
             },
             connections,

@@ -2,6 +2,14 @@
 //! in this process, into which SHMEM_MAP requests map the backend's file
 //! ranges — so tests read and write blobs exactly where a guest would see
 //! them through the BAR.
+//!
+//! As strict as QEMU 11.1: a SHMEM_MAP may not overlap a mapping already
+//! there, and a SHMEM_UNMAP must name exactly one earlier SHMEM_MAP (its
+//! offset and its length); anything else is refused with EINVAL. An access
+//! to a range where nothing is mapped fails (QEMU leaves such a hole of the
+//! BAR unassigned: reads see all-ones, writes are dropped) instead of
+//! faulting: the list of mappings is held across every access, so a
+//! concurrent SHMEM_UNMAP never pulls pages from under a copy.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -67,8 +75,12 @@ impl HostVisibleRegion {
         usize::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    fn covered(&self, offset: u64, len: u64) -> bool {
-        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    fn maps(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64)>> {
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn covered(maps: &[(u64, u64)], offset: u64, len: u64) -> bool {
+        let mut maps = maps.to_vec();
         maps.sort_unstable();
         // Walk adjacent mappings from `offset` to `offset + len`.
         let (mut at, end) = (offset, offset.saturating_add(len));
@@ -95,6 +107,12 @@ impl HostVisibleRegion {
         let at = self.check(offset, len)?;
         let len_usize =
             usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let end = offset.saturating_add(len);
+        let mut maps = self.maps();
+        let overlaps = maps.iter().any(|(o, l)| *o < end && offset < o + l);
+        if overlaps || len == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let mut prot = rustix::mm::ProtFlags::READ;
         if writable {
             prot |= rustix::mm::ProtFlags::WRITE;
@@ -111,16 +129,19 @@ impl HostVisibleRegion {
                 fd_offset,
             )?;
         }
-        self.maps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((offset, len));
+        maps.push((offset, len));
         Ok(())
     }
 
-    /// Unmaps `offset..offset+len` (back to an inaccessible reservation).
+    /// Unmaps the mapping made at `offset` with length `len` (back to an
+    /// inaccessible reservation).
     pub fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
         let at = self.check(offset, len)?;
+        let mut maps = self.maps();
+        let known = maps.contains(&(offset, len));
+        if !known {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let len_usize =
             usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: inside our reservation (checked); replaces what we mapped.
@@ -134,25 +155,24 @@ impl HostVisibleRegion {
                     | rustix::mm::MapFlags::NORESERVE,
             )?;
         }
-        self.maps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(o, l)| !(offset <= *o && o + l <= offset + len));
+        maps.retain(|m| *m != (offset, len));
         Ok(())
     }
 
     /// Whether `offset..offset+len` is mapped.
     pub fn is_mapped(&self, offset: u64, len: u64) -> bool {
-        self.covered(offset, len)
+        Self::covered(&self.maps(), offset, len)
     }
 
     /// Reads from a mapped range (as the guest would through the BAR).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let at = self.check(offset, buf.len() as u64)?;
-        if !self.covered(offset, buf.len() as u64) {
+        let maps = self.maps();
+        if !Self::covered(&maps, offset, buf.len() as u64) {
             return Err(io::Error::new(io::ErrorKind::NotFound, "range not mapped"));
         }
-        // SAFETY: the range is inside a live shared mapping (checked); a
+        // SAFETY: the range is inside a live shared mapping (checked, and
+        // the list stays locked so no unmap can race the copy); a
         // volatile-free byte copy is fine for a test observer.
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.as_ptr().add(at), buf.as_mut_ptr(), buf.len())
@@ -163,10 +183,11 @@ impl HostVisibleRegion {
     /// Writes into a mapped range.
     pub fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let at = self.check(offset, data.len() as u64)?;
-        if !self.covered(offset, data.len() as u64) {
+        let maps = self.maps();
+        if !Self::covered(&maps, offset, data.len() as u64) {
             return Err(io::Error::new(io::ErrorKind::NotFound, "range not mapped"));
         }
-        // SAFETY: as in `read`, for a writable mapping.
+        // SAFETY: as in `read` (the list is locked), for a writable mapping.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(at), data.len())
         };

@@ -247,6 +247,9 @@ pub struct GemBuffer {
     kernel_dontneed: AtomicBool,
     /// The dma-buf left the daemon: someone else may fault on it.
     shared: AtomicBool,
+    /// The kernel may have pages for it: it was mapped for the CPU (by
+    /// vgpu, or by a VMM through its dma-buf) or handed to the GPU.
+    touched: AtomicBool,
 }
 
 impl fmt::Debug for GemBuffer {
@@ -314,11 +317,14 @@ impl BufferIo for GemBuffer {
     }
 
     fn gem_handle(&self) -> Option<u32> {
+        // Asked for a GPU submission: the kernel binds (populates) it.
+        self.touched.store(true, Ordering::Release);
         Some(self.handle)
     }
 
     fn share(&self) -> io::Result<BorrowedFd<'_>> {
         self.shared.store(true, Ordering::Release);
+        self.touched.store(true, Ordering::Release);
         self.reclaim()?;
         Ok(self.dmabuf.as_fd())
     }
@@ -343,7 +349,10 @@ impl BufferIo for GemBuffer {
         self.map
             .get_or_init(
                 || match self.kernel.mmap(self.handle, self.size, &self.region) {
-                    Ok(p) => Some(Mapping(p)),
+                    Ok(p) => {
+                        self.touched.store(true, Ordering::Release);
+                        Some(Mapping(p))
+                    }
                     Err(e) => {
                         log::warn!(
                             "{}: mapping GEM object {} failed: {e}",
@@ -386,13 +395,36 @@ impl BufferIo for GemBuffer {
         Ok(())
     }
 
-    /// The kernel frees a GEM object's pages when its last reference goes
-    /// (the manager closes it right after purging); a purge of the whole
-    /// object therefore reports its size, a partial one nothing.
+    /// What a purge of `offset..offset+len` releases, counted only where
+    /// it really is released. The kernel frees a GEM object's pages when
+    /// its last reference goes (the manager closes it right after
+    /// purging), so only a purge of the whole object counts, and only if
+    /// the kernel has pages for it (it was touched by CPU or GPU, and the
+    /// kernel did not purge it already: i915 answers a repeated DONTNEED
+    /// with `retained`) and no one else holds them: a dma-buf that left
+    /// the daemon may still be mapped by the VMM, which keeps the pages
+    /// until it unmaps — vgpu cannot see when, so it counts nothing.
     fn punch(&self, offset: u64, len: u64) -> io::Result<u64> {
         self.check(offset, len)?;
-        Ok(if offset == 0 && len == self.size {
-            self.size
+        let whole = offset == 0 && len == self.size;
+        if !whole || self.shared.load(Ordering::Acquire) || !self.touched.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        if self.kernel_dontneed.load(Ordering::Acquire) {
+            if let Ok(Some(false)) = self.kernel.madvise(self.handle, Madv::DontNeed) {
+                return Ok(0);
+            }
+        }
+        Ok(self.size)
+    }
+
+    /// The kernel owns the pages and offers no residency query for them:
+    /// a touched object counts whole, an untouched one (never mapped nor
+    /// submitted) as empty.
+    fn resident(&self, offset: u64, len: u64) -> io::Result<u64> {
+        self.check(offset, len)?;
+        Ok(if self.touched.load(Ordering::Acquire) {
+            len
         } else {
             0
         })
@@ -498,6 +530,7 @@ impl MemoryRegion for GemRegion {
             map: OnceLock::new(),
             kernel_dontneed: AtomicBool::new(false),
             shared: AtomicBool::new(false),
+            touched: AtomicBool::new(false),
         }))
     }
 

@@ -1,54 +1,64 @@
-//! The host memory-pressure monitor: a thread that watches a
-//! [`PressureSource`], runs the [`PressurePolicy`] on what it sees, keeps
-//! VMs under their soft limits, and records every shrink.
+//! The memory-pressure monitor: a thread that watches **every** pressure
+//! source that exists at once — the daemon's own memory cgroup (v1 or v2
+//! events, a usage watermark below its limit, its PSI), the host's PSI,
+//! systemd's `$MEMORY_PRESSURE_WATCH`, and `MemAvailable` as the last
+//! resort — runs the [`PressurePolicy`] on what they say, keeps VMs under
+//! their soft limits, and shrinks through the buffer manager, whose shrink
+//! log records every shrink (time, trigger, target, purged, hinted,
+//! written back, skipped, duration) for the admin socket.
 //!
-//! Everything that shrinks — the monitor, the admin socket, soft limits —
-//! goes through [`MonitorHandle::shrink`], so each shrink is recorded
-//! (time, trigger, target, purged, written back, skipped, duration) for the
-//! admin socket and logged.
+//! Why all at once: host PSI does not see a squeeze inside a cgroup (the
+//! cgroup reclaims cheap page cache and fails charges long before any task
+//! stalls 20 ms in 2 s), and a cgroup source does not see the host running
+//! short. Each signal is a [`Level`]; the strongest seen in one wake-up
+//! goes to the policy.
 //!
-//! Owns: the source, the policy state, the shrink log. Must not: touch the
-//! device or virtio; it only calls the buffer manager.
+//! Owns: the sources, the policy state, the monitor's counters. Must not:
+//! touch the device or virtio; it only calls the buffer manager.
 
+mod cgroup;
 mod policy;
 mod source;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 
-pub use policy::{soft_limit_excess, Decision, PolicyConfig, PressurePolicy};
+pub use cgroup::{
+    MemoryEvents, OwnCgroups, V1PressureLevel, V1Watermark, V2Events, V2Watermark,
+    DEFAULT_WATERMARK_PERCENT, V2_WATERMARK_POLL,
+};
+pub use policy::{soft_limit_excess, Decision, Level, PolicyConfig, PressurePolicy};
 pub use source::{
     meminfo_field, own_cgroup_pressure_path, parse_trigger, psi_some_avg10, Check, MeminfoSource,
     PressureSource, PsiSource, SourceError, SourceInfo, DEFAULT_TRIGGER, SYSTEMD_DEFAULT_TRIGGER,
 };
 
 use crate::manager::BufferManager;
+pub use crate::shrink_log::{ShrinkRecord, MAX_RECORDS};
 use crate::shrinker::ShrinkRequest;
 use crate::types::{OwnerId, ShrinkMode};
 
-/// Shrink records kept for the admin socket.
-pub const MAX_RECORDS: usize = 64;
-
-/// Which source to watch.
+/// Which sources to watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceChoice {
-    /// systemd's variables if set, else the own cgroup's PSI, else the
-    /// system's, else meminfo.
+    /// Every source that exists: systemd's variables, the own cgroup
+    /// (v1/v2 events, watermark, PSI), the host's PSI; meminfo where there
+    /// is no PSI or a low watermark was given.
     Auto,
-    /// `/proc/pressure/memory`.
+    /// The host's `/proc/pressure/memory` only.
     System,
-    /// The own cgroup v2 `memory.pressure`.
+    /// The own cgroup's sources only.
     Cgroup,
-    /// `$MEMORY_PRESSURE_WATCH` / `$MEMORY_PRESSURE_WRITE`.
+    /// `$MEMORY_PRESSURE_WATCH` / `$MEMORY_PRESSURE_WRITE` only.
     Systemd,
-    /// `/proc/meminfo` against the low watermark.
+    /// `/proc/meminfo` against the low watermark only.
     Meminfo,
     /// No monitor (admin-triggered shrinks and soft limits still work).
     None,
@@ -76,14 +86,20 @@ impl SourceChoice {
 /// Configuration of the monitor.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
-    /// Which source.
+    /// Which sources.
     pub source: SourceChoice,
-    /// PSI trigger.
+    /// PSI trigger (host and own cgroup).
     pub trigger: String,
-    /// MemAvailable watermark of the meminfo fallback.
-    pub low_watermark: u64,
-    /// How often the meminfo fallback and soft limits are checked.
+    /// MemAvailable watermark; given, it is watched whatever else is.
+    /// `None`: 5 % of RAM, watched only where there is no PSI.
+    pub low_watermark: Option<u64>,
+    /// Share of the own cgroup's limit, in percent, above which DONTNEED
+    /// buffers are purged (0: no watermark).
+    pub cgroup_watermark: u8,
+    /// How often soft limits are enforced and sources maintained.
     pub tick: Duration,
+    /// How often polled sources (meminfo, the v2 watermark) are read.
+    pub poll: Duration,
     /// Policy tuning.
     pub policy: PolicyConfig,
 }
@@ -93,53 +109,41 @@ impl Default for MonitorConfig {
         Self {
             source: SourceChoice::Auto,
             trigger: DEFAULT_TRIGGER.to_string(),
-            low_watermark: MeminfoSource::default_watermark(),
+            low_watermark: None,
+            cgroup_watermark: DEFAULT_WATERMARK_PERCENT,
             tick: Duration::from_millis(500),
+            poll: Duration::from_millis(50),
             policy: PolicyConfig::default(),
         }
     }
 }
 
-/// One shrink, as the admin socket shows it.
+/// One source the monitor watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShrinkRecord {
-    /// When it started, in milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-    /// What asked for it (`psi`, `cgroup`, `systemd`, `meminfo`,
-    /// `injected`, `admin`, `soft-limit:<owner>`, …).
-    pub trigger: String,
-    /// Bytes asked for.
-    pub target: u64,
-    /// Mode.
-    pub mode: ShrinkMode,
-    /// Bytes really released by purging.
-    pub purged_bytes: u64,
-    /// Objects purged.
-    pub purged_objects: u64,
-    /// Bytes really released by writeback.
-    pub written_back_bytes: u64,
-    /// Bytes released by dropping the buffer cache.
-    pub cache_bytes: u64,
-    /// Objects looked at.
-    pub scanned: u64,
-    /// Objects skipped (pinned, busy, contended, changed).
-    pub skipped: u64,
-    /// Duration in microseconds.
-    pub duration_us: u64,
+pub struct ArmedSource {
+    /// Kind, file and trigger.
+    pub info: SourceInfo,
+    /// What it watches, in words.
+    pub description: String,
+    /// Signals it gave so far.
+    pub signals: u64,
 }
 
 /// What the monitor knows, for the admin socket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonitorStatus {
-    /// The source watched (`None` when there is no monitor).
-    pub source: Option<SourceInfo>,
-    /// Why the preferred sources were not used.
+    /// Whether a monitor thread runs.
+    pub running: bool,
+    /// The sources watched.
+    pub sources: Vec<ArmedSource>,
+    /// Why sources were not armed, or went away.
     pub notes: Vec<String>,
-    /// Pressure events seen.
+    /// Pressure signals seen (after coalescing per wake-up).
     pub events: u64,
     /// Consecutive windows with pressure now.
     pub streak: u32,
-    /// Shrinks per trigger.
+    /// Shrinks per trigger (every shrink of the manager, the monitor's and
+    /// everyone else's).
     pub shrinks: BTreeMap<String, u64>,
     /// Bytes freed by all shrinks.
     pub freed_bytes: u64,
@@ -149,12 +153,15 @@ pub struct MonitorStatus {
 
 #[derive(Debug, Default)]
 struct Shared {
-    status: MonitorStatus,
-    records: VecDeque<ShrinkRecord>,
+    running: bool,
+    sources: Vec<ArmedSource>,
+    notes: Vec<String>,
+    events: u64,
+    streak: u32,
 }
 
 enum Control {
-    SetTrigger(String, mpsc::Sender<Result<SourceInfo, String>>),
+    SetTrigger(String, mpsc::Sender<Result<Vec<SourceInfo>, String>>),
     Inject,
     Stop,
 }
@@ -204,65 +211,31 @@ impl MonitorHandle {
         }
     }
 
-    /// Shrinks, records and logs it; returns the record.
+    /// Shrinks under `trigger` (recorded in the manager's shrink log);
+    /// returns the record.
     pub fn shrink(&self, trigger: &str, request: &ShrinkRequest) -> ShrinkRecord {
-        let started = SystemTime::now();
-        let report = self.bm.shrink(request);
-        let skipped = report.skipped_pinned
-            + report.skipped_busy
-            + report.skipped_contended
-            + report.skipped_other;
-        let record = ShrinkRecord {
-            at_unix_ms: started
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            trigger: trigger.to_string(),
-            target: request.target,
-            mode: request.mode,
-            purged_bytes: report.purged_bytes,
-            purged_objects: report.purged_objects,
-            written_back_bytes: report.written_back_bytes,
-            cache_bytes: report.cache_bytes,
-            scanned: report.scanned,
-            skipped,
-            duration_us: report.duration.as_micros() as u64,
-        };
-        log::info!(
-            "shrink ({trigger}): target {} B {}, purged {} B in {} objects, written back {} B, cache {} B, scanned {}, skipped {} in {:?}",
-            request.target,
-            request.mode.name(),
-            report.purged_bytes,
-            report.purged_objects,
-            report.written_back_bytes,
-            report.cache_bytes,
-            report.scanned,
-            skipped,
-            report.duration
-        );
-        let mut s = lock(&self.shared);
-        *s.status
-            .shrinks
-            .entry(trigger.split(':').next().unwrap_or(trigger).to_string())
-            .or_default() += 1;
-        s.status.freed_bytes += report.freed();
-        s.records.push_back(record.clone());
-        while s.records.len() > MAX_RECORDS {
-            s.records.pop_front();
-        }
-        record
+        self.bm.shrink_recorded(trigger, request).1
     }
 
-    /// What the monitor knows now.
+    /// What the monitor knows now, with the manager's shrink log.
     pub fn status(&self) -> MonitorStatus {
+        let log = self.bm.shrink_log();
         let s = lock(&self.shared);
-        let mut status = s.status.clone();
-        status.recent = s.records.iter().cloned().collect();
-        status
+        MonitorStatus {
+            running: s.running,
+            sources: s.sources.clone(),
+            notes: s.notes.clone(),
+            events: s.events,
+            streak: s.streak,
+            shrinks: log.shrinks,
+            freed_bytes: log.freed_bytes,
+            recent: log.recent,
+        }
     }
 
-    /// Re-arms the PSI trigger (same kind of source); the old one stays if
-    /// the new one is refused.
-    pub fn set_trigger(&self, trigger: &str) -> Result<SourceInfo, String> {
+    /// Re-arms every PSI trigger with `trigger`; each keeps its old one if
+    /// the new one is refused. The PSI sources now.
+    pub fn set_trigger(&self, trigger: &str) -> Result<Vec<SourceInfo>, String> {
         parse_trigger(trigger).map_err(|e| e.to_string())?;
         let control = self
             .control
@@ -274,7 +247,7 @@ impl MonitorHandle {
             .map_err(|_| "the pressure monitor did not answer".to_string())?
     }
 
-    /// Feeds the policy one pressure event, as if the source had fired.
+    /// Feeds the policy one medium signal, as if a source had fired.
     pub fn inject(&self) -> Result<(), String> {
         let control = self
             .control
@@ -306,15 +279,15 @@ impl PressureMonitor {
                 thread: None,
             });
         }
-        let (source, notes) = open_source(&cfg);
-        Self::start_with_source(bm, cfg, source, notes)
+        let (sources, notes) = open_sources(&cfg);
+        Self::start_with_sources(bm, cfg, sources, notes)
     }
 
-    /// Starts watching a given source (tests inject events through one).
-    pub fn start_with_source(
+    /// Starts watching given sources (tests inject signals through one).
+    pub fn start_with_sources(
         bm: BufferManager,
         cfg: MonitorConfig,
-        source: Box<dyn PressureSource>,
+        sources: Vec<Box<dyn PressureSource>>,
         notes: Vec<String>,
     ) -> io::Result<Self> {
         let mut handle = MonitorHandle::without_monitor(bm);
@@ -327,23 +300,30 @@ impl PressureMonitor {
             wake,
         });
         handle.control = Some(control.clone());
+        let now = Instant::now();
+        let watched: Vec<Watched> = sources
+            .into_iter()
+            .map(|source| Watched {
+                next_poll: source.poll_every().map(|_| now),
+                signals: 0,
+                source,
+            })
+            .collect();
         {
             let mut s = lock(&handle.shared);
-            s.status.source = Some(source.info());
-            s.status.notes = notes.clone();
+            s.running = true;
+            s.notes = notes.clone();
+            s.sources = watched.iter().map(Watched::armed).collect();
         }
-        for n in &notes {
-            log::warn!("pressure monitor: {n}");
-        }
-        log::info!("pressure monitor: watching {:?}", source.info());
+        log_armed(&watched, &notes);
         let worker = Worker {
             handle: handle.clone(),
             control,
-            source,
+            sources: watched,
             cfg: cfg.clone(),
             policy: PressurePolicy::new(cfg.policy),
-            last_pressure: None,
             soft_backoff: HashMap::new(),
+            next_tick: now,
         };
         let thread = std::thread::Builder::new()
             .name("vgpu-pressure".into())
@@ -371,224 +351,440 @@ impl Drop for PressureMonitor {
     }
 }
 
-/// Opens the chosen source, falling back (with a note saying why) down
-/// the chain to the meminfo fallback.
-fn open_source(cfg: &MonitorConfig) -> (Box<dyn PressureSource>, Vec<String>) {
-    let mut notes = Vec::new();
-    let meminfo =
-        || Box::new(MeminfoSource::new(cfg.low_watermark, cfg.tick)) as Box<dyn PressureSource>;
-    let chain: &[SourceChoice] = match cfg.source {
-        SourceChoice::Auto => &[
-            SourceChoice::Systemd,
-            SourceChoice::Cgroup,
-            SourceChoice::System,
-        ],
-        SourceChoice::Meminfo | SourceChoice::None => &[],
-        SourceChoice::System => &[SourceChoice::System],
-        SourceChoice::Cgroup => &[SourceChoice::Cgroup],
-        SourceChoice::Systemd => &[SourceChoice::Systemd],
-    };
-    for choice in chain {
-        let opened = match choice {
-            SourceChoice::Systemd => match PsiSource::from_systemd_env() {
-                Ok(Some(s)) => Ok(s),
-                Ok(None) => {
-                    if cfg.source == SourceChoice::Systemd {
-                        notes.push("$MEMORY_PRESSURE_WATCH is not set".into());
-                    }
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-            SourceChoice::Cgroup => PsiSource::own_cgroup(&cfg.trigger),
-            _ => PsiSource::system(&cfg.trigger),
-        };
-        match opened {
-            Ok(s) => return (Box::new(s), notes),
-            Err(e) => notes.push(e.to_string()),
+fn log_armed(sources: &[Watched], notes: &[String]) {
+    if sources.is_empty() {
+        log::warn!("pressure monitor: no source could be armed; only soft limits and admin requests shrink");
+    } else {
+        log::info!(
+            "pressure monitor: watching {} source{}:",
+            sources.len(),
+            if sources.len() == 1 { "" } else { "s" }
+        );
+        for w in sources {
+            log::info!("  - {}", w.source.describe());
         }
     }
-    if cfg.source != SourceChoice::Meminfo {
-        notes.push("falling back to polling /proc/meminfo MemAvailable".into());
+    for n in notes {
+        log::info!("pressure monitor: not watching {n}");
     }
-    (meminfo(), notes)
+}
+
+/// Opens every source `cfg` asks for that exists here; notes say why the
+/// others were not armed.
+fn open_sources(cfg: &MonitorConfig) -> (Vec<Box<dyn PressureSource>>, Vec<String>) {
+    let mut sources: Vec<Box<dyn PressureSource>> = Vec::new();
+    let mut notes = Vec::new();
+    let want = |c: SourceChoice| cfg.source == SourceChoice::Auto || cfg.source == c;
+    if want(SourceChoice::Systemd) {
+        match PsiSource::from_systemd_env() {
+            Ok(Some(s)) => sources.push(Box::new(s)),
+            Ok(None) => {
+                if cfg.source == SourceChoice::Systemd {
+                    notes.push("systemd's pressure file: $MEMORY_PRESSURE_WATCH is not set".into());
+                }
+            }
+            Err(e) => notes.push(format!("systemd's pressure file: {e}")),
+        }
+    }
+    if want(SourceChoice::Cgroup) {
+        open_cgroup_sources(
+            cfg,
+            &OwnCgroups::of_this_process(),
+            &mut sources,
+            &mut notes,
+        );
+    }
+    let mut host_psi = false;
+    let watched = |path: &str, sources: &[Box<dyn PressureSource>]| {
+        sources.iter().any(|s| s.info().path == path)
+    };
+    if want(SourceChoice::System) && watched("/proc/pressure/memory", &sources) {
+        host_psi = true;
+        notes.push("the host's PSI a second time: systemd's pressure file is the host's".into());
+    } else if want(SourceChoice::System) {
+        match PsiSource::system(&cfg.trigger) {
+            Ok(s) => {
+                host_psi = true;
+                sources.push(Box::new(s));
+            }
+            Err(e) => notes.push(format!("the host's PSI: {e}")),
+        }
+    }
+    let meminfo = match cfg.source {
+        SourceChoice::Meminfo => true,
+        SourceChoice::Auto => cfg.low_watermark.is_some() || !host_psi,
+        _ => false,
+    };
+    if sources.is_empty() && !meminfo {
+        notes.push(
+            "falling back to polling /proc/meminfo MemAvailable: nothing else could be armed"
+                .into(),
+        );
+    }
+    if meminfo || sources.is_empty() {
+        let watermark = cfg
+            .low_watermark
+            .unwrap_or_else(MeminfoSource::default_watermark);
+        sources.push(Box::new(MeminfoSource::new(watermark, cfg.poll)));
+    } else if cfg.source == SourceChoice::Auto {
+        notes.push(
+            "the host's MemAvailable: PSI covers the host (set --low-watermark to watch it too)"
+                .into(),
+        );
+    }
+    (sources, notes)
+}
+
+/// The daemon's own cgroup's sources: v1 levels and watermark, v2 events
+/// and watermark, the cgroup's PSI.
+pub fn open_cgroup_sources(
+    cfg: &MonitorConfig,
+    own: &OwnCgroups,
+    sources: &mut Vec<Box<dyn PressureSource>>,
+    notes: &mut Vec<String>,
+) {
+    match &own.v1_memory {
+        Some(dir) => {
+            for level in [Level::Low, Level::Medium, Level::Critical] {
+                match V1PressureLevel::open(dir, level) {
+                    Ok(s) => sources.push(Box::new(s)),
+                    Err(e) => notes.push(format!(
+                        "the own cgroup's (v1) {} pressure level: {}: {e}",
+                        level.name(),
+                        dir.display()
+                    )),
+                }
+            }
+            if cfg.cgroup_watermark > 0 {
+                match V1Watermark::open(dir, cfg.cgroup_watermark) {
+                    Ok(s) => sources.push(Box::new(s)),
+                    Err(e) => notes.push(format!(
+                        "the own cgroup's (v1) watermark: {}: {e}",
+                        dir.display()
+                    )),
+                }
+            }
+        }
+        None => notes.push("a cgroup-v1 memory controller: not mounted here".into()),
+    }
+    match &own.v2 {
+        Some(dir) if dir.join("memory.events").exists() => {
+            match V2Events::open(dir) {
+                Ok(s) => sources.push(Box::new(s)),
+                Err(e) => notes.push(format!(
+                    "the own cgroup's (v2) memory.events: {}: {e}",
+                    dir.display()
+                )),
+            }
+            if cfg.cgroup_watermark > 0 {
+                match V2Watermark::open(dir, cfg.cgroup_watermark, cfg.poll) {
+                    Ok(s) => sources.push(Box::new(s)),
+                    Err(e) => notes.push(format!(
+                        "the own cgroup's (v2) watermark: {}: {e}",
+                        dir.display()
+                    )),
+                }
+            }
+        }
+        Some(dir) => notes.push(format!(
+            "the own cgroup's (v2) memory events: {} has no memory.events (no memory controller for it)",
+            dir.display()
+        )),
+        None => notes.push("cgroup v2: not mounted here".into()),
+    }
+    match own.v2.as_deref().map(|d| d.join("memory.pressure")) {
+        Some(_) if own.v2_is_root => notes.push(
+            "the own cgroup's PSI: the daemon runs in the root cgroup, whose PSI is the host's"
+                .into(),
+        ),
+        Some(path) if path.exists() => match PsiSource::open("cgroup-psi", &path, &cfg.trigger) {
+            Ok(s) => sources.push(Box::new(s)),
+            Err(e) => notes.push(format!("the own cgroup's PSI: {e}")),
+        },
+        Some(path) => notes.push(format!(
+            "the own cgroup's PSI: {} does not exist (the root cgroup's is the host's)",
+            path.display()
+        )),
+        None => {}
+    }
+}
+
+struct Watched {
+    source: Box<dyn PressureSource>,
+    next_poll: Option<Instant>,
+    signals: u64,
+}
+
+impl Watched {
+    fn armed(&self) -> ArmedSource {
+        ArmedSource {
+            info: self.source.info(),
+            description: self.source.describe(),
+            signals: self.signals,
+        }
+    }
 }
 
 struct Worker {
     handle: MonitorHandle,
     control: Arc<ControlChannel>,
-    source: Box<dyn PressureSource>,
+    sources: Vec<Watched>,
     cfg: MonitorConfig,
     policy: PressurePolicy,
-    last_pressure: Option<Instant>,
     soft_backoff: HashMap<OwnerId, Backoff>,
+    next_tick: Instant,
 }
 
 impl Worker {
     fn run(mut self) {
         loop {
-            let (pressured, stop) = match self.wait() {
-                Ok(v) => v,
+            match self.wait() {
+                Ok(true) => return,
+                Ok(false) => {}
                 Err(e) => {
-                    log::warn!("pressure monitor: {e}; falling back to meminfo");
-                    self.fall_back(format!("{e}"));
-                    (false, false)
+                    log::warn!("pressure monitor: poll failed: {e}");
+                    std::thread::sleep(self.cfg.tick);
                 }
-            };
-            if stop {
-                return;
             }
-            if pressured {
-                self.on_pressure(&self.source.info().kind.clone());
-            } else if self
-                .last_pressure
-                .is_some_and(|t| t.elapsed() > self.source.window())
-            {
-                self.policy.on_quiet();
-                self.last_pressure = None;
-                lock(&self.handle.shared).status.streak = 0;
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.next_tick = now + self.cfg.tick;
+                if self.policy.on_tick(now) {
+                    lock(&self.handle.shared).streak = 0;
+                }
+                self.maintain();
+                self.enforce_soft_limits();
             }
-            self.enforce_soft_limits();
         }
     }
 
-    /// Waits one tick; returns (pressure seen, stop asked).
-    fn wait(&mut self) -> io::Result<(bool, bool)> {
-        let tick = self.cfg.tick.min(self.source.window());
+    /// Waits for a source, the control channel or the next due time, and
+    /// acts on what it finds. True when asked to stop.
+    fn wait(&mut self) -> io::Result<bool> {
+        let now = Instant::now();
+        let due = self
+            .sources
+            .iter()
+            .filter_map(|w| w.next_poll)
+            .chain(std::iter::once(self.next_tick))
+            .min()
+            .unwrap_or(self.next_tick);
+        let timeout = due.saturating_duration_since(now);
         let mut fds = vec![PollFd::new(&self.control.wake, PollFlags::IN)];
-        let source_fd = self.source.poll_fd();
-        if let Some((fd, flags)) = &source_fd {
-            fds.push(PollFd::from_borrowed_fd(fd.as_fd(), *flags));
+        let mut which = Vec::new();
+        for (i, w) in self.sources.iter().enumerate() {
+            if let Some((fd, flags)) = w.source.poll_fd() {
+                fds.push(PollFd::from_borrowed_fd(fd, flags));
+                which.push(i);
+            }
         }
         let ts = rustix::event::Timespec {
-            tv_sec: tick.as_secs() as i64,
-            tv_nsec: i64::from(tick.subsec_nanos()),
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
         match rustix::event::poll(&mut fds, Some(&ts)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
         let control_ready = !fds[0].revents().is_empty();
-        let source_ready = fds
-            .get(1)
-            .map(|f| f.revents())
-            .unwrap_or(PollFlags::empty());
+        let mut ready = vec![PollFlags::empty(); self.sources.len()];
+        for (pfd, &i) in fds[1..].iter().zip(&which) {
+            ready[i] = pfd.revents();
+        }
         drop(fds);
-        let mut pressured = false;
-        if control_ready {
-            let mut buf = [0u8; 8];
-            let _ = rustix::io::read(&self.control.wake, &mut buf);
-            let queued: Vec<Control> = self
-                .control
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(..)
-                .collect();
-            for c in queued {
-                match c {
-                    Control::Stop => return Ok((false, true)),
-                    Control::Inject => self.on_pressure("injected"),
-                    Control::SetTrigger(t, reply) => {
-                        let _ = reply.send(self.rearm(&t));
+        if control_ready && self.control_messages() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let mut strongest: Option<(Level, String)> = None;
+        let mut gone = Vec::new();
+        for (i, w) in self.sources.iter_mut().enumerate() {
+            let polled_due = w.next_poll.is_some_and(|t| t <= now);
+            if ready[i].is_empty() && !polled_due {
+                continue;
+            }
+            if polled_due {
+                w.next_poll = w.source.poll_every().map(|p| now + p);
+            }
+            let check = if ready[i].intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) {
+                // Whatever the source says, polling it again would spin.
+                Ok(Check::Gone)
+            } else {
+                w.source.check(ready[i])
+            };
+            match check {
+                Ok(Check::Signal(level)) => {
+                    w.signals += 1;
+                    if strongest.as_ref().is_none_or(|(l, _)| level > *l) {
+                        strongest = Some((level, w.source.info().kind));
                     }
                 }
+                Ok(Check::Quiet) => {}
+                Ok(Check::Gone) => gone.push((i, "it went away".to_string())),
+                Err(e) => gone.push((i, e.to_string())),
             }
         }
-        let polled = self.source.poll_fd().is_none();
-        if source_ready.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) {
-            // Whatever the source says, polling it again would spin.
-            self.fall_back(format!("{} went away", self.source.info().path));
-        } else if polled || !source_ready.is_empty() {
-            match self.source.check(source_ready)? {
-                Check::Pressure => pressured = true,
-                Check::Quiet => {}
-                Check::Gone => {
-                    self.fall_back(format!("{} went away", self.source.info().path));
+        self.drop_sources(gone);
+        if let Some((level, kind)) = strongest {
+            self.on_signal(level, &kind);
+        }
+        Ok(false)
+    }
+
+    /// Handles queued control messages; true on Stop.
+    fn control_messages(&mut self) -> bool {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.control.wake, &mut buf);
+        let queued: Vec<Control> = self
+            .control
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for c in queued {
+            match c {
+                Control::Stop => return true,
+                Control::Inject => self.on_signal(Level::Medium, "injected"),
+                Control::SetTrigger(t, reply) => {
+                    let _ = reply.send(self.set_trigger(&t));
                 }
             }
         }
-        Ok((pressured, false))
+        false
     }
 
-    fn rearm(&mut self, trigger: &str) -> Result<SourceInfo, String> {
-        let info = self.source.info();
-        let opened = match info.kind.as_str() {
-            "psi" => PsiSource::system(trigger),
-            "cgroup" => PsiSource::own_cgroup(trigger),
-            "systemd" => PsiSource::open("systemd", std::path::Path::new(&info.path), trigger),
-            other => return Err(format!("the {other} source has no PSI trigger")),
-        };
-        let source = opened.map_err(|e| e.to_string())?;
-        self.source = Box::new(source);
+    fn set_trigger(&mut self, trigger: &str) -> Result<Vec<SourceInfo>, String> {
+        let mut psi = Vec::new();
+        let mut errors = Vec::new();
+        for w in &mut self.sources {
+            match w.source.set_trigger(trigger) {
+                Some(Ok(())) => psi.push(w.source.info()),
+                Some(Err(e)) => errors.push(e.to_string()),
+                None => {}
+            }
+        }
+        self.publish_sources();
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        if psi.is_empty() {
+            return Err("no PSI trigger is armed".into());
+        }
         self.cfg.trigger = trigger.to_string();
-        let info = self.source.info();
-        lock(&self.handle.shared).status.source = Some(info.clone());
-        log::info!("pressure monitor: trigger now {trigger:?}");
-        Ok(info)
+        log::info!("pressure monitor: PSI trigger now {trigger:?}");
+        Ok(psi)
     }
 
-    fn fall_back(&mut self, why: String) {
-        self.source = Box::new(MeminfoSource::new(self.cfg.low_watermark, self.cfg.tick));
-        let mut s = lock(&self.handle.shared);
-        s.status.notes.push(why);
-        s.status.source = Some(self.source.info());
+    fn drop_sources(&mut self, gone: Vec<(usize, String)>) {
+        if gone.is_empty() {
+            return;
+        }
+        let mut notes = Vec::new();
+        for (i, why) in gone.into_iter().rev() {
+            let w = self.sources.remove(i);
+            let note = format!("{} ({}): {why}", w.source.info().kind, w.source.info().path);
+            log::warn!("pressure monitor: stopped watching {note}");
+            notes.push(note);
+        }
+        let has_meminfo = self
+            .sources
+            .iter()
+            .any(|w| w.source.info().kind == "meminfo");
+        if !has_meminfo && !self.sources.iter().any(|w| w.source.info().kind == "psi") {
+            let watermark = self
+                .cfg
+                .low_watermark
+                .unwrap_or_else(MeminfoSource::default_watermark);
+            let source = MeminfoSource::new(watermark, self.cfg.poll);
+            log::info!("pressure monitor: now also watching {}", source.describe());
+            notes.push("falling back to polling /proc/meminfo MemAvailable".into());
+            self.sources.push(Watched {
+                next_poll: Some(Instant::now()),
+                signals: 0,
+                source: Box::new(source),
+            });
+        }
+        lock(&self.handle.shared).notes.extend(notes);
+        self.publish_sources();
     }
 
-    fn on_pressure(&mut self, trigger: &str) {
-        let root = self.handle.bm.owner_stats(self.handle.bm.root()).ok();
-        let (held, purgeable) = root.map_or((0, 0), |r| (r.charged, r.purgeable));
-        let d = self
-            .policy
-            .on_pressure(held, purgeable, self.source.level());
-        self.last_pressure = Some(Instant::now());
+    fn publish_sources(&self) {
+        lock(&self.handle.shared).sources = self.sources.iter().map(Watched::armed).collect();
+    }
+
+    fn maintain(&mut self) {
+        let mut gone = Vec::new();
+        for (i, w) in self.sources.iter_mut().enumerate() {
+            if let Err(e) = w.source.maintain() {
+                gone.push((i, e.to_string()));
+            }
+        }
+        self.drop_sources(gone);
+        self.publish_sources();
+    }
+
+    fn on_signal(&mut self, level: Level, trigger: &str) {
+        let bm = &self.handle.bm;
+        let usage = bm.usage(bm.root()).unwrap_or_default();
+        let stall = self.sources.iter().find_map(|w| w.source.level());
+        let decision =
+            self.policy
+                .on_signal(Instant::now(), level, usage.charged, usage.purgeable, stall);
         {
             let mut s = lock(&self.handle.shared);
-            s.status.events += 1;
-            s.status.streak = d.streak;
+            s.events += 1;
+            s.streak = self.policy.streak();
         }
-        self.handle
-            .shrink(trigger, &ShrinkRequest::new(d.target, d.mode));
+        let Some(d) = decision else {
+            return;
+        };
+        let request = match d.mode {
+            None => ShrinkRequest {
+                purge_only: true,
+                ..ShrinkRequest::new(d.target, ShrinkMode::Lazy)
+            },
+            Some(mode) => ShrinkRequest::new(d.target, mode),
+        };
+        bm.shrink_as(trigger, &request);
     }
 
-    /// Shrinks every VM over its soft limit back under it. A VM that could
-    /// not be brought under (nothing purgeable, no swap to write back to)
-    /// is retried with an exponential back-off instead of every tick.
+    /// Shrinks every VM whose measured memory (resident objects and
+    /// scratch files) is over its soft limit back under it. A VM that
+    /// could not be brought under (nothing purgeable, no swap to write back
+    /// to) is retried with an exponential back-off instead of every tick.
     fn enforce_soft_limits(&mut self) {
-        let stats = self.handle.bm.stats();
-        let owners: Vec<(OwnerId, u64, Option<u64>)> = stats
-            .owners
-            .iter()
-            .filter(|o| o.id != self.handle.bm.root())
-            .map(|o| (o.id, o.charged, o.soft_limit))
-            .collect();
-        let over = soft_limit_excess(&owners);
+        let bm = self.handle.bm.clone();
+        let limited = bm.soft_limited_owners();
+        // Charged bytes bound what is resident: only owners charged above
+        // their limit are measured.
+        let mut over = Vec::new();
+        for (owner, name, charged, limit) in &limited {
+            if charged <= limit {
+                continue;
+            }
+            let resident = bm.resident_bytes(*owner).unwrap_or(0);
+            if let Some((_, excess)) = soft_limit_excess(&[(*owner, resident, Some(*limit))]).pop()
+            {
+                over.push((*owner, name.clone(), *limit, excess));
+            }
+        }
         self.soft_backoff
-            .retain(|id, _| over.iter().any(|(o, _)| o == id));
+            .retain(|id, _| over.iter().any(|(o, ..)| o == id));
         let now = Instant::now();
-        for (owner, excess) in over {
+        for (owner, name, limit, excess) in over {
             if self.soft_backoff.get(&owner).is_some_and(|b| b.next > now) {
                 continue;
             }
-            let name = stats
-                .owners
-                .iter()
-                .find(|o| o.id == owner)
-                .map_or_else(|| owner.to_string(), |o| o.name.clone());
-            let record = self.handle.shrink(
+            let report = bm.shrink_as(
                 &format!("soft-limit:{name}"),
                 &ShrinkRequest {
                     owner: Some(owner),
                     ..ShrinkRequest::new(excess, ShrinkMode::Writeback)
                 },
             );
-            let charged_now = self.handle.bm.owner_stats(owner).map_or(0, |o| o.charged);
-            let limit = owners
-                .iter()
-                .find(|o| o.0 == owner)
-                .and_then(|o| o.2)
-                .unwrap_or(u64::MAX);
-            if charged_now > limit && record.purged_bytes + record.written_back_bytes < excess {
+            let resident_now = bm.resident_bytes(owner).unwrap_or(0);
+            if resident_now > limit && report.counted() < excess {
                 let delay = self
                     .soft_backoff
                     .get(&owner)
@@ -597,7 +793,7 @@ impl Worker {
                     });
                 log::warn!(
                     "{name} stays {} B over its soft limit (nothing more to purge or write back); retrying in {delay:?}",
-                    charged_now - limit
+                    resident_now - limit
                 );
                 self.soft_backoff.insert(
                     owner,

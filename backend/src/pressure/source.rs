@@ -1,18 +1,21 @@
-//! Where memory-pressure events come from. Every source is a
-//! [`PressureSource`]: a file descriptor to poll (if it has one) and a
-//! `check` that says what happened.
+//! Where memory-pressure signals come from. Every source is a
+//! [`PressureSource`]: a file descriptor to poll (if it has one), how often
+//! to look otherwise, and a `check` that says what happened, as a
+//! [`Level`]. The monitor watches every source that exists at once.
 //!
-//! * [`PsiSource`] — a PSI trigger on `/proc/pressure/memory`, on the
-//!   daemon's own cgroup v2 `memory.pressure`, or on the path systemd names
-//!   in `$MEMORY_PRESSURE_WATCH` (trigger from the base64
+//! * [`PsiSource`] — a PSI trigger on `/proc/pressure/memory` (the host),
+//!   on the daemon's own cgroup v2 `memory.pressure`, or on the path
+//!   systemd names in `$MEMORY_PRESSURE_WATCH` (trigger from the base64
 //!   `$MEMORY_PRESSURE_WRITE`; a socket path is connected to, `/dev/null`
-//!   means "don't watch").
-//! * [`MeminfoSource`] — the fallback without PSI: `MemAvailable` from
-//!   `/proc/meminfo` against a low watermark, polled.
+//!   means "don't watch"). A trigger firing is a *medium* signal.
+//! * [`MeminfoSource`] — `MemAvailable` from `/proc/meminfo` against a low
+//!   watermark, polled: the last resort where PSI is missing, or when an
+//!   operator sets `--low-watermark`.
+//! * The daemon's own memory cgroup, v1 and v2: see [`super::cgroup`].
 //!
-//! The kernel accepts a trigger window only between 500 ms and 10 s, and
+//! The kernel accepts a PSI window only between 500 ms and 10 s, and
 //! without CAP_SYS_RESOURCE only in multiples of 2 s; a refused trigger is
-//! explained and the caller falls back, never crashes.
+//! explained and the caller goes on without it, never crashes.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -25,8 +28,13 @@ use rustix::event::PollFlags;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-/// The trigger used unless told otherwise: 150 ms of "some" stall per 2 s.
-pub const DEFAULT_TRIGGER: &str = "some 150000 2000000";
+use super::policy::Level;
+
+/// The trigger used unless told otherwise: 20 ms of "some" stall per 2 s,
+/// the most sensitive one that stays silent on an unpressured host (see
+/// README: the measurements behind it). 2 s is the shortest window the
+/// kernel accepts without CAP_SYS_RESOURCE.
+pub const DEFAULT_TRIGGER: &str = "some 20000 2000000";
 
 /// The trigger systemd documents when `$MEMORY_PRESSURE_WRITE` is unset.
 pub const SYSTEMD_DEFAULT_TRIGGER: &str = "some 200000 2000000";
@@ -34,8 +42,8 @@ pub const SYSTEMD_DEFAULT_TRIGGER: &str = "some 200000 2000000";
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Memory pressure now.
-    Pressure,
+    /// Memory pressure now, this strong.
+    Signal(Level),
     /// Nothing this time.
     Quiet,
     /// The source went away (POLLERR: its cgroup was removed).
@@ -45,26 +53,44 @@ pub enum Check {
 /// Describes a source for logs and the admin socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
-    /// `psi`, `cgroup`, `systemd`, `meminfo`, `none`.
+    /// Short name: `psi`, `cgroup-psi`, `systemd`, `cgroup-v1-pressure`,
+    /// `cgroup-v1-watermark`, `cgroup-v2-events`, `cgroup-v2-watermark`,
+    /// `meminfo`.
     pub kind: String,
     /// File watched.
     pub path: String,
-    /// Trigger (PSI) or watermark (meminfo).
+    /// Trigger, level or watermark, in the source's terms.
     pub trigger: String,
 }
 
-/// A source of pressure events.
+/// A source of pressure signals.
 pub trait PressureSource: Send + fmt::Debug {
     /// What it is.
     fn info(&self) -> SourceInfo;
+    /// What it watches, in words, for the log.
+    fn describe(&self) -> String;
     /// The descriptor to poll, and for which events; `None` for polled sources.
     fn poll_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)>;
-    /// Called when the descriptor is ready (or on every tick for polled sources).
+    /// How often to check a source that has no descriptor (or also needs
+    /// looking at); `None`: only when its descriptor is ready.
+    fn poll_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Called when the descriptor is ready, or when a polled source is due.
     fn check(&mut self, ready: PollFlags) -> io::Result<Check>;
-    /// How long to wait between ticks.
-    fn window(&self) -> Duration;
     /// Current pressure, percent of time stalled ("some avg10"), if known.
-    fn level(&self) -> Option<f64>;
+    fn level(&self) -> Option<f64> {
+        None
+    }
+    /// Upkeep every monitor tick (re-read limits, re-arm thresholds).
+    fn maintain(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Re-arms a PSI source with another trigger; `None` for sources that
+    /// have none.
+    fn set_trigger(&mut self, _trigger: &str) -> Option<Result<(), SourceError>> {
+        None
+    }
 }
 
 /// Why a PSI trigger could not be set up.
@@ -159,7 +185,7 @@ impl PsiSource {
                 "no cgroup v2 hierarchy or no memory.pressure in it",
             ),
         })?;
-        Self::open("cgroup", &path, trigger)
+        Self::open("cgroup-psi", &path, trigger)
     }
 
     /// The source systemd's service protocol describes, if its variables
@@ -283,6 +309,26 @@ impl PressureSource for PsiSource {
         }
     }
 
+    fn describe(&self) -> String {
+        let whose = match self.kind {
+            "psi" => "the host's memory pressure",
+            "cgroup-psi" => "the memory pressure of the daemon's own cgroup",
+            _ => "the memory pressure systemd hands the service",
+        };
+        let what = match parse_trigger(&self.trigger) {
+            Ok((kind, stall, window)) => format!(
+                "{} ms of \"{kind}\" stall within {} s",
+                stall / 1000,
+                window as f64 / 1e6
+            ),
+            Err(_) => format!("{:?}", self.trigger),
+        };
+        format!(
+            "{whose}: a PSI trigger on {} fires at {what}",
+            self.path.display()
+        )
+    }
+
     fn poll_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         Some(match &self.watch {
             Watch::Psi(fd) => (fd.as_fd(), PollFlags::PRI),
@@ -295,23 +341,19 @@ impl PressureSource for PsiSource {
             return Ok(Check::Gone);
         }
         match &self.watch {
-            Watch::Psi(_) if ready.contains(PollFlags::PRI) => Ok(Check::Pressure),
+            Watch::Psi(_) if ready.contains(PollFlags::PRI) => Ok(Check::Signal(Level::Medium)),
             Watch::Stream(fd) if ready.contains(PollFlags::IN) => {
                 let mut buf = [0u8; 256];
                 let mut file = std::fs::File::from(fd.try_clone()?);
                 match file.read(&mut buf) {
                     Ok(0) => Ok(Check::Gone),
-                    Ok(_) => Ok(Check::Pressure),
+                    Ok(_) => Ok(Check::Signal(Level::Medium)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Check::Quiet),
                     Err(e) => Err(e),
                 }
             }
             _ => Ok(Check::Quiet),
         }
-    }
-
-    fn window(&self) -> Duration {
-        self.window
     }
 
     fn level(&self) -> Option<f64> {
@@ -322,6 +364,17 @@ impl PressureSource for PsiSource {
             _ => &self.path,
         };
         psi_some_avg10(path)
+    }
+
+    fn set_trigger(&mut self, trigger: &str) -> Option<Result<(), SourceError>> {
+        Some(Self::open(self.kind, &self.path.clone(), trigger).map(|s| *self = s))
+    }
+}
+
+impl PsiSource {
+    /// The trigger's window.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 }
 
@@ -400,8 +453,21 @@ impl PressureSource for MeminfoSource {
         }
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "the host's available memory: MemAvailable in {} below {} MiB, checked every {} ms",
+            self.path.display(),
+            self.low_watermark >> 20,
+            self.period.as_millis()
+        )
+    }
+
     fn poll_fd(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         None
+    }
+
+    fn poll_every(&self) -> Option<Duration> {
+        Some(self.period)
     }
 
     fn check(&mut self, _ready: PollFlags) -> io::Result<Check> {
@@ -409,14 +475,10 @@ impl PressureSource for MeminfoSource {
             io::Error::new(io::ErrorKind::InvalidData, "no MemAvailable in meminfo")
         })?;
         Ok(if avail < self.low_watermark {
-            Check::Pressure
+            Check::Signal(Level::Medium)
         } else {
             Check::Quiet
         })
-    }
-
-    fn window(&self) -> Duration {
-        self.period
     }
 
     fn level(&self) -> Option<f64> {
@@ -459,7 +521,10 @@ mod tests {
         )
         .unwrap();
         let mut low = MeminfoSource::new(100 * 1024, Duration::from_millis(10)).with_path(&f);
-        assert_eq!(low.check(PollFlags::empty()).unwrap(), Check::Pressure);
+        assert_eq!(
+            low.check(PollFlags::empty()).unwrap(),
+            Check::Signal(Level::Medium)
+        );
         let mut ok = MeminfoSource::new(10 * 1024, Duration::from_millis(10)).with_path(&f);
         assert_eq!(ok.check(PollFlags::empty()).unwrap(), Check::Quiet);
         assert!(ok.level().unwrap() > 0.0);
@@ -526,7 +591,10 @@ mod tests {
             "no data yet"
         );
         io::Write::write_all(&mut peer, b"x").unwrap();
-        assert_eq!(source.check(PollFlags::IN).unwrap(), Check::Pressure);
+        assert_eq!(
+            source.check(PollFlags::IN).unwrap(),
+            Check::Signal(Level::Medium)
+        );
         drop(peer);
         assert_eq!(source.check(PollFlags::IN).unwrap(), Check::Gone);
         // A PSI file named by systemd, with the default trigger.

@@ -17,7 +17,7 @@ use vgpu_backend::{
 use super::metrics;
 use super::protocol::{
     EvictReply, ListReply, MetricsReply, ObjectRow, OwnerRow, PressureReply, RegionRow, Reply,
-    Request, SetLimitReply, ShrinkRow, StatsReply, DEFAULT_LIST_LIMIT, MAX_REQUEST_LINE,
+    Request, SetLimitReply, ShrinkRow, SourceRow, StatsReply, DEFAULT_LIST_LIMIT, MAX_REQUEST_LINE,
 };
 
 /// Most objects one `list` may return.
@@ -144,6 +144,7 @@ impl AdminHandler {
                     emulated: r.info.emulated,
                     capacity: r.info.capacity,
                     used: r.used,
+                    placed: r.placed,
                     resident: r.resident,
                     purgeable: r.purgeable,
                     cached: r.cached,
@@ -391,6 +392,11 @@ fn owner_row(o: &OwnerStats, paths: &BTreeMap<OwnerId, String>, regions: &[Strin
         path: paths.get(&o.id).cloned().unwrap_or_else(|| o.name.clone()),
         objects: o.objects,
         charged: o.charged,
+        placed: regions
+            .iter()
+            .zip(&o.placed)
+            .map(|(name, bytes)| (name.clone(), *bytes))
+            .collect(),
         resident: regions
             .iter()
             .zip(&o.resident)
@@ -400,7 +406,10 @@ fn owner_row(o: &OwnerStats, paths: &BTreeMap<OwnerId, String>, regions: &[Strin
         pinned: o.pinned,
         purged_objects: o.purged_objects,
         purged_bytes: o.purged_bytes,
+        hinted_bytes: o.hinted_bytes,
         written_back_bytes: o.written_back_bytes,
+        scratch_bytes: o.scratch_bytes,
+        scratch_reserved: o.scratch_reserved,
         quota: o.quota,
         soft_limit: o.soft_limit,
     }
@@ -411,11 +420,13 @@ fn shrink_row(r: &ShrinkRecord) -> ShrinkRow {
         at_unix_ms: r.at_unix_ms,
         trigger: r.trigger.clone(),
         target: r.target,
-        mode: r.mode.name().into(),
+        mode: r.mode.map_or("purge-only", |m| m.name()).into(),
         purged_bytes: r.purged_bytes,
         purged_objects: r.purged_objects,
+        hinted_bytes: r.hinted_bytes,
         written_back_bytes: r.written_back_bytes,
         cache_bytes: r.cache_bytes,
+        scratch_bytes: r.scratch_bytes,
         scanned: r.scanned,
         skipped: r.skipped,
         duration_us: r.duration_us,
@@ -423,14 +434,19 @@ fn shrink_row(r: &ShrinkRecord) -> ShrinkRow {
 }
 
 fn pressure_reply(s: &MonitorStatus) -> PressureReply {
-    let (source, path, trigger) = s.source.as_ref().map_or_else(
-        || ("none".to_string(), String::new(), String::new()),
-        |i| (i.kind.clone(), i.path.clone(), i.trigger.clone()),
-    );
     PressureReply {
-        source,
-        path,
-        trigger,
+        running: s.running,
+        sources: s
+            .sources
+            .iter()
+            .map(|a| SourceRow {
+                kind: a.info.kind.clone(),
+                path: a.info.path.clone(),
+                trigger: a.info.trigger.clone(),
+                description: a.description.clone(),
+                signals: a.signals,
+            })
+            .collect(),
         notes: s.notes.clone(),
         events: s.events,
         streak: s.streak,

@@ -64,7 +64,7 @@ pub fn render(s: &StatsReply) -> String {
     f.sample("vgpu_objects", &[], s.objects);
 
     type RegionField = fn(&super::protocol::RegionRow) -> Option<u64>;
-    let regions: [(&str, &str, RegionField); 5] = [
+    let regions: [(&str, &str, RegionField); 6] = [
         (
             "vgpu_region_capacity_bytes",
             "Bytes the region can hold (absent when bounded only by the host).",
@@ -76,8 +76,13 @@ pub fn render(s: &StatsReply) -> String {
             |r| Some(r.used),
         ),
         (
+            "vgpu_region_placed_bytes",
+            "Bytes of populated objects placed in the region (their sizes).",
+            |r| Some(r.placed),
+        ),
+        (
             "vgpu_region_resident_bytes",
-            "Bytes of objects resident in the region.",
+            "Bytes of the region's objects really in RAM (measured).",
             |r| Some(r.resident),
         ),
         (
@@ -101,7 +106,7 @@ pub fn render(s: &StatsReply) -> String {
     }
 
     type OwnerField = fn(&super::protocol::OwnerRow) -> Option<u64>;
-    let owners: [(&str, &str, &str, OwnerField); 9] = [
+    let owners: [(&str, &str, &str, OwnerField); 12] = [
         (
             "vgpu_owner_objects",
             "gauge",
@@ -151,10 +156,28 @@ pub fn render(s: &StatsReply) -> String {
             |o| Some(o.purged_bytes),
         ),
         (
+            "vgpu_owner_hinted_bytes_total",
+            "counter",
+            "Resident bytes the shrinker hinted to the kernel.",
+            |o| Some(o.hinted_bytes),
+        ),
+        (
             "vgpu_owner_written_back_bytes_total",
             "counter",
-            "Bytes released by writeback.",
+            "Bytes that left RAM through writeback.",
             |o| Some(o.written_back_bytes),
+        ),
+        (
+            "vgpu_owner_scratch_bytes",
+            "gauge",
+            "Bytes held behind guest mappings of purged buffers (VMs).",
+            |o| Some(o.scratch_bytes),
+        ),
+        (
+            "vgpu_owner_scratch_reserved_bytes",
+            "gauge",
+            "Bytes charged for them (the scratch reservation).",
+            |o| Some(o.scratch_reserved),
         ),
     ];
     for (name, kind, help, get) in owners {
@@ -168,7 +191,7 @@ pub fn render(s: &StatsReply) -> String {
     f.header(
         "vgpu_owner_resident_bytes",
         "gauge",
-        "Bytes of the owner's objects resident per region.",
+        "Bytes of the owner's objects really in RAM per region (measured).",
     );
     for o in &s.owners {
         for (region, v) in &o.resident {
@@ -186,11 +209,23 @@ pub fn render(s: &StatsReply) -> String {
         "counter",
         "Memory-pressure events seen by the monitor.",
     );
-    f.sample(
-        "vgpu_pressure_events_total",
-        &[("source", &p.source)],
-        p.events,
+    f.sample("vgpu_pressure_events_total", &[], p.events);
+    f.header(
+        "vgpu_pressure_source_signals_total",
+        "counter",
+        "Pressure signals each watched source gave.",
     );
+    for src in &p.sources {
+        f.sample(
+            "vgpu_pressure_source_signals_total",
+            &[
+                ("source", &src.kind),
+                ("path", &src.path),
+                ("trigger", &src.trigger),
+            ],
+            src.signals,
+        );
+    }
     f.header(
         "vgpu_pressure_streak",
         "gauge",
@@ -237,6 +272,7 @@ mod tests {
                 emulated: false,
                 capacity: None,
                 used: 8192,
+                placed: 8192,
                 resident: 8192,
                 purgeable: 4096,
                 cached: 0,
@@ -246,12 +282,16 @@ mod tests {
                 path: "vm1/ctx1:\"odd\"".into(),
                 objects: 2,
                 charged: 8192,
+                placed: [("system".to_string(), 8192)].into(),
                 resident: [("system".to_string(), 8192)].into(),
                 purgeable: 4096,
                 pinned: 0,
                 purged_objects: 1,
                 purged_bytes: 4096,
+                hinted_bytes: 0,
                 written_back_bytes: 0,
+                scratch_bytes: 0,
+                scratch_reserved: 0,
                 quota: Some(1 << 30),
                 soft_limit: None,
             }],

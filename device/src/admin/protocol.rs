@@ -183,7 +183,10 @@ pub struct RegionRow {
     pub capacity: Option<u64>,
     /// Bytes handed out.
     pub used: u64,
-    /// Bytes of objects resident.
+    /// Bytes of populated objects placed in it (their sizes).
+    #[serde(default)]
+    pub placed: u64,
+    /// Bytes of those objects really in RAM, measured.
     pub resident: u64,
     /// Bytes of DONTNEED objects.
     pub purgeable: u64,
@@ -201,9 +204,13 @@ pub struct OwnerRow {
     pub path: String,
     /// Live objects.
     pub objects: u64,
-    /// Bytes of populated objects (what the quota limits).
+    /// Bytes of populated objects and the scratch reservation (what the
+    /// quota limits).
     pub charged: u64,
-    /// Resident bytes per region name.
+    /// Bytes of populated objects per region name (their sizes).
+    #[serde(default)]
+    pub placed: BTreeMap<String, u64>,
+    /// Bytes of those objects really in RAM per region name, measured.
     pub resident: BTreeMap<String, u64>,
     /// Bytes of DONTNEED objects.
     pub purgeable: u64,
@@ -213,8 +220,17 @@ pub struct OwnerRow {
     pub purged_objects: u64,
     /// Bytes released by purges so far.
     pub purged_bytes: u64,
-    /// Bytes released by writeback so far.
+    /// Resident bytes hinted to the kernel (MADV_COLD / MADV_PAGEOUT).
+    #[serde(default)]
+    pub hinted_bytes: u64,
+    /// Bytes that left RAM through writeback so far.
     pub written_back_bytes: u64,
+    /// Bytes held now behind guest mappings of purged buffers (VMs only).
+    #[serde(default)]
+    pub scratch_bytes: u64,
+    /// Bytes charged for them (VMs only).
+    #[serde(default)]
+    pub scratch_reserved: u64,
     /// Quota.
     pub quota: Option<u64>,
     /// Soft limit.
@@ -224,24 +240,42 @@ pub struct OwnerRow {
 /// The pressure monitor in `stats` and `pressure`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PressureReply {
-    /// Source kind (`psi`, `cgroup`, `systemd`, `meminfo`, `none`).
-    pub source: String,
-    /// File watched.
-    pub path: String,
-    /// Trigger or watermark.
-    pub trigger: String,
-    /// Why the preferred sources were not used.
+    /// Whether the monitor runs.
+    #[serde(default)]
+    pub running: bool,
+    /// The sources it watches.
+    #[serde(default)]
+    pub sources: Vec<SourceRow>,
+    /// Why other sources are not watched, or stopped being watched.
     pub notes: Vec<String>,
-    /// Pressure events seen.
+    /// Pressure signals seen (after coalescing).
     pub events: u64,
     /// Consecutive windows with pressure now.
     pub streak: u32,
-    /// Shrinks per trigger kind.
+    /// Shrinks per trigger kind (every shrink: pressure, soft limits,
+    /// quotas, admin requests).
     pub shrinks: BTreeMap<String, u64>,
     /// Bytes released by all shrinks.
     pub freed_bytes: u64,
     /// The last shrinks, oldest first.
     pub recent: Vec<ShrinkRow>,
+}
+
+/// One pressure source the monitor watches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRow {
+    /// Kind (`psi`, `cgroup-psi`, `systemd`, `cgroup-v1-pressure`,
+    /// `cgroup-v1-watermark`, `cgroup-v2-events`, `cgroup-v2-watermark`,
+    /// `meminfo`).
+    pub kind: String,
+    /// File watched.
+    pub path: String,
+    /// Trigger, level or watermark.
+    pub trigger: String,
+    /// What it watches, in words.
+    pub description: String,
+    /// Signals it gave so far.
+    pub signals: u64,
 }
 
 /// One shrink (also the reply to `purge` and `shrink`).
@@ -253,17 +287,23 @@ pub struct ShrinkRow {
     pub trigger: String,
     /// Bytes asked for.
     pub target: u64,
-    /// `lazy` or `writeback`.
+    /// `lazy`, `writeback` or `purge-only`.
     pub mode: String,
     /// Bytes released by purging.
     pub purged_bytes: u64,
     /// Objects purged.
     pub purged_objects: u64,
-    /// Bytes released by writeback.
+    /// Resident bytes of WILLNEED buffers hinted to the kernel.
+    #[serde(default)]
+    pub hinted_bytes: u64,
+    /// Bytes that left RAM through writeback.
     pub written_back_bytes: u64,
     /// Bytes released by dropping the buffer cache.
     #[serde(default)]
     pub cache_bytes: u64,
+    /// Bytes released by punching scratch files.
+    #[serde(default)]
+    pub scratch_bytes: u64,
     /// Objects looked at.
     pub scanned: u64,
     /// Objects skipped (pinned, busy, contended).

@@ -236,8 +236,10 @@ fn show_stats(s: &StatsReply) -> String {
         "class",
         "capacity",
         "used",
+        "placed",
         "resident",
         "purgeable",
+        "cached",
     ]);
     for r in &s.regions {
         let class = if r.emulated {
@@ -250,13 +252,14 @@ fn show_stats(s: &StatsReply) -> String {
             class,
             limit(r.capacity),
             bytes(r.used),
+            bytes(r.placed),
             bytes(r.resident),
             bytes(r.purgeable),
             bytes(r.cached),
         ]);
     }
     out.push_str(&t.render());
-    out.push_str("\nOWNERS\n");
+    out.push_str("\nOWNERS (resident bytes per region, measured)\n");
     let regions: Vec<&str> = s.regions.iter().map(|r| r.name.as_str()).collect();
     let mut header = vec!["owner", "objects", "charged"];
     header.extend(regions.iter().copied());
@@ -264,7 +267,9 @@ fn show_stats(s: &StatsReply) -> String {
         "purgeable",
         "pinned",
         "purged",
+        "hinted",
         "written-back",
+        "scratch",
         "quota",
         "soft-limit",
     ]);
@@ -280,7 +285,13 @@ fn show_stats(s: &StatsReply) -> String {
             bytes(o.purgeable),
             bytes(o.pinned),
             bytes(o.purged_bytes),
+            bytes(o.hinted_bytes),
             bytes(o.written_back_bytes),
+            if o.scratch_reserved == 0 && o.scratch_bytes == 0 {
+                "-".into()
+            } else {
+                format!("{}/{}", bytes(o.scratch_bytes), bytes(o.scratch_reserved))
+            },
             limit(o.quota),
             limit(o.soft_limit),
         ]);
@@ -293,20 +304,26 @@ fn show_stats(s: &StatsReply) -> String {
 }
 
 fn show_pressure(p: &PressureReply) -> String {
-    let mut out = format!("PRESSURE\nsource {}", p.source);
-    if !p.path.is_empty() {
-        out.push_str(&format!(" on {} ({})", p.path, p.trigger));
+    let mut out = String::from("PRESSURE\n");
+    if !p.running {
+        out.push_str("no monitor (--pressure-source none): only soft limits, quotas and admin requests shrink\n");
+    }
+    for src in &p.sources {
+        out.push_str(&format!(
+            "watching {} [{} signals]\n",
+            src.description, src.signals
+        ));
+    }
+    for n in &p.notes {
+        out.push_str(&format!("not watching {n}\n"));
     }
     out.push_str(&format!(
-        "\nevents {}, streak {}, freed {} by {} shrinks\n",
+        "events {}, streak {}, freed {} by {} shrinks\n",
         p.events,
         p.streak,
         bytes(p.freed_bytes),
         p.shrinks.values().sum::<u64>()
     ));
-    for n in &p.notes {
-        out.push_str(&format!("note: {n}\n"));
-    }
     if !p.recent.is_empty() {
         out.push_str("\nRECENT SHRINKS\n");
         let mut t = Table::new(&[
@@ -314,7 +331,9 @@ fn show_pressure(p: &PressureReply) -> String {
             "mode",
             "target",
             "purged",
+            "hinted",
             "written-back",
+            "cache+scratch",
             "scanned",
             "skipped",
             "time",
@@ -329,7 +348,9 @@ fn show_pressure(p: &PressureReply) -> String {
                     bytes(r.target)
                 },
                 bytes(r.purged_bytes),
+                bytes(r.hinted_bytes),
                 bytes(r.written_back_bytes),
+                bytes(r.cache_bytes + r.scratch_bytes),
                 r.scanned.to_string(),
                 r.skipped.to_string(),
                 format!("{} us", r.duration_us),
@@ -342,12 +363,14 @@ fn show_pressure(p: &PressureReply) -> String {
 
 fn show_shrink(r: &ShrinkRow) -> String {
     format!(
-        "freed {} ({} purged from {} objects, {} written back, {} of buffer cache); scanned {}, skipped {} in {} us\n",
-        bytes(r.purged_bytes + r.written_back_bytes + r.cache_bytes),
+        "freed {} ({} purged from {} objects, {} written back, {} of buffer cache, {} of scratch); hinted {} to the kernel; scanned {}, skipped {} in {} us\n",
+        bytes(r.purged_bytes + r.written_back_bytes + r.cache_bytes + r.scratch_bytes),
         bytes(r.purged_bytes),
         r.purged_objects,
         bytes(r.written_back_bytes),
         bytes(r.cache_bytes),
+        bytes(r.scratch_bytes),
+        bytes(r.hinted_bytes),
         r.scanned,
         r.skipped,
         r.duration_us

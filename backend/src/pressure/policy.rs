@@ -205,7 +205,6 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
-    const W: Duration = Duration::from_secs(2);
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)

@@ -158,6 +158,27 @@ impl RunningBackend {
     /// As [`Self::command_with`], with the program's standard error going
     /// to `log` (appended) instead of this process's.
     pub fn command_logged(cmdline: &str, extra: &[&str], log: Option<&Path>) -> io::Result<Self> {
+        Self::spawn(cmdline, extra, log, None)
+    }
+
+    /// As [`Self::command_logged`], the program started inside the cgroup
+    /// whose `cgroup.procs` is `procs` (it joins before it runs, so it
+    /// arms its pressure sources on that cgroup).
+    pub fn command_in_cgroup(
+        cmdline: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+        procs: &Path,
+    ) -> io::Result<Self> {
+        Self::spawn(cmdline, extra, log, Some(procs))
+    }
+
+    fn spawn(
+        cmdline: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+        procs: Option<&Path>,
+    ) -> io::Result<Self> {
         let stderr = match log {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -174,7 +195,18 @@ impl RunningBackend {
         let program = words
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty backend command"))?;
-        let child = Command::new(program)
+        let mut command = match procs {
+            // The shell writes its own pid, then becomes the program.
+            Some(procs) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec \"$@\""])
+                    .arg(procs)
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = command
             .args(words)
             .args(extra)
             .stdin(Stdio::null())

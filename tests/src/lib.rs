@@ -24,4 +24,5 @@ pub mod display;
 pub mod guest;
 pub mod hostmem;
 pub mod qemu;
+pub mod squeeze;
 pub mod vmm;

@@ -52,18 +52,33 @@
 //!
 //! ## Shrinker order
 //!
-//! [`BufferManager::shrink`] first purges DONTNEED objects (largest
-//! purgeable owner first; pages punched immediately), then, if more is
-//! wanted, hands idle unpinned WILLNEED objects' pages to the kernel: Lazy →
-//! MADV_COLD, Writeback → MADV_PAGEOUT. Bytes count only when really
+//! [`BufferManager::shrink`] drops the regions' buffer caches (host-wide
+//! shrinks) and punches the VMs' scratch files, then purges DONTNEED
+//! objects (largest purgeable owner first; pages punched immediately),
+//! then, if more is wanted, hands idle unpinned WILLNEED objects' pages to
+//! the kernel: Lazy → MADV_COLD, counting what it *hinted* towards its
+//! target and stopping there; Writeback → MADV_PAGEOUT, starting with what
+//! Lazy hinted, counting only what left RAM. Bytes count only when really
 //! released, measured on the file; on a host without swap writeback frees
-//! nothing and the report says 0. Details in the `shrinker` module.
+//! nothing and the report says 0. Buffer caches and scratch files are
+//! freed and reported but never counted towards a target. Every shrink is
+//! recorded in the shrink log under its trigger ([`BufferManager::shrink_log`]).
+//! Details in the `shrinker` module.
+//!
+//! ## Purged buffers a guest still maps
+//!
+//! A purge of an object the guest maps keeps its (punched) file until the
+//! device has remapped the guest's range over the VM's scratch file
+//! ([`BufferManager::watch_purges`], [`BufferManager::scratch_map`]), so
+//! what a guest writes there is always charged to it and emptied by every
+//! shrink. Details in the `scratch` module.
 //!
 //! ## Accounting and quotas
 //!
 //! Owners form a tree under a host root; every charge applies to the owner
-//! and its ancestors. Per owner and region: resident, purgeable, pinned,
-//! purged (objects, bytes), written back. A quota makes allocations fail
+//! and its ancestors. Per owner and region: placed (populated sizes),
+//! purgeable, pinned, purged (objects, bytes), hinted, written back; the
+//! stats add *resident* bytes measured with mincore. A quota makes allocations fail
 //! with [`BoError::QuotaExceeded`] — after the owner's own DONTNEED objects
 //! were purged. [`BufferManager::destroy_owner`] frees every byte an owner
 //! (and its descendants) held.

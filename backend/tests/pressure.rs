@@ -377,16 +377,43 @@ fn the_monitor_arms_every_source_this_host_has_and_explains_the_rest() {
         }
         m.handle().inject().unwrap();
     }
+    // No source: nothing to inject or re-trigger, but soft limits hold.
+    let vm = bm.create_owner("vm-none", None).unwrap();
+    let objs: Vec<ObjectId> = (0..4)
+        .map(|_| {
+            let id = bm
+                .create(vm, MIB, Placement::system(), Priority::NORMAL)
+                .unwrap();
+            fill(&bm, id, 0, MIB, 1);
+            bm.madvise(id, Madv::DontNeed).unwrap();
+            id
+        })
+        .collect();
     let none = PressureMonitor::start(
-        bm,
+        bm.clone(),
         MonitorConfig {
             source: SourceChoice::None,
+            tick: Duration::from_millis(20),
             ..MonitorConfig::default()
         },
     )
     .unwrap();
-    assert!(none.handle().inject().is_err(), "no monitor, no injection");
+    let status = none.handle().status();
+    assert!(!status.running && status.sources.is_empty());
+    assert!(none.handle().inject().is_err(), "no source, no injection");
     assert!(none.handle().set_trigger("some 100000 2000000").is_err());
+    bm.set_soft_limit(vm, Some(2 * MIB)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bm.resident_bytes(vm).unwrap() > 2 * MIB {
+        assert!(
+            Instant::now() < deadline,
+            "the soft limit was never enforced"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(objs
+        .iter()
+        .any(|id| bm.object_info(*id).unwrap().madv == Madv::Purged));
 }
 
 /// The cgroup-v1 sources against a real squeeze: a page-cache reader in a

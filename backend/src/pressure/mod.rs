@@ -132,7 +132,8 @@ pub struct ArmedSource {
 /// What the monitor knows, for the admin socket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MonitorStatus {
-    /// Whether a monitor thread runs.
+    /// Whether the monitor watches any pressure source (its thread also
+    /// runs without one, for soft limits).
     pub running: bool,
     /// The sources watched.
     pub sources: Vec<ArmedSource>,
@@ -252,7 +253,8 @@ impl MonitorHandle {
         let control = self
             .control
             .as_ref()
-            .ok_or("the pressure monitor is not running")?;
+            .filter(|_| lock(&self.shared).running)
+            .ok_or("the pressure monitor watches no source (--pressure-source none)")?;
         control.send(Control::Inject);
         Ok(())
     }
@@ -271,15 +273,17 @@ impl std::fmt::Debug for PressureMonitor {
 }
 
 impl PressureMonitor {
-    /// Starts watching. `SourceChoice::None` starts no thread.
+    /// Starts watching. `SourceChoice::None` watches nothing, but the
+    /// thread still keeps VMs under their soft limits.
     pub fn start(bm: BufferManager, cfg: MonitorConfig) -> io::Result<Self> {
-        if cfg.source == SourceChoice::None {
-            return Ok(Self {
-                handle: MonitorHandle::without_monitor(bm),
-                thread: None,
-            });
-        }
-        let (sources, notes) = open_sources(&cfg);
+        let (sources, notes) = if cfg.source == SourceChoice::None {
+            log::info!(
+                "pressure monitor: no pressure source (--pressure-source none); soft limits, quotas and admin requests still shrink"
+            );
+            (Vec::new(), Vec::new())
+        } else {
+            open_sources(&cfg)
+        };
         Self::start_with_sources(bm, cfg, sources, notes)
     }
 
@@ -311,11 +315,13 @@ impl PressureMonitor {
             .collect();
         {
             let mut s = lock(&handle.shared);
-            s.running = true;
+            s.running = !watched.is_empty();
             s.notes = notes.clone();
             s.sources = watched.iter().map(Watched::armed).collect();
         }
-        log_armed(&watched, &notes);
+        if cfg.source != SourceChoice::None {
+            log_armed(&watched, &notes);
+        }
         let worker = Worker {
             handle: handle.clone(),
             control,
@@ -758,24 +764,32 @@ impl Worker {
         let limited = bm.soft_limited_owners();
         // Charged bytes bound what is resident: only owners charged above
         // their limit are measured.
+        let now = Instant::now();
         let mut over = Vec::new();
         for (owner, name, charged, limit) in &limited {
-            if charged <= limit {
+            // Measuring walks the VM's buffers: not while backing off.
+            if charged <= limit || self.soft_backoff.get(owner).is_some_and(|b| b.next > now) {
                 continue;
             }
             let resident = bm.resident_bytes(*owner).unwrap_or(0);
-            if let Some((_, excess)) = soft_limit_excess(&[(*owner, resident, Some(*limit))]).pop()
-            {
-                over.push((*owner, name.clone(), *limit, excess));
+            match soft_limit_excess(&[(*owner, resident, Some(*limit))]).pop() {
+                Some((_, excess)) => over.push((*owner, name.clone(), *limit, excess)),
+                // Charged above the limit but not that much in RAM: look
+                // again after a while rather than every tick.
+                None => {
+                    self.soft_backoff.insert(
+                        *owner,
+                        Backoff {
+                            next: now + SOFT_LIMIT_RETRY_MIN,
+                            delay: Duration::ZERO,
+                        },
+                    );
+                }
             }
         }
         self.soft_backoff
-            .retain(|id, _| over.iter().any(|(o, ..)| o == id));
-        let now = Instant::now();
+            .retain(|id, b| b.next > now || over.iter().any(|(o, ..)| o == id));
         for (owner, name, limit, excess) in over {
-            if self.soft_backoff.get(&owner).is_some_and(|b| b.next > now) {
-                continue;
-            }
             let report = bm.shrink_as(
                 &format!("soft-limit:{name}"),
                 &ShrinkRequest {
@@ -788,6 +802,7 @@ impl Worker {
                 let delay = self
                     .soft_backoff
                     .get(&owner)
+                    .filter(|b| !b.delay.is_zero())
                     .map_or(SOFT_LIMIT_RETRY_MIN, |b| {
                         (b.delay * 2).min(SOFT_LIMIT_RETRY_MAX)
                     });

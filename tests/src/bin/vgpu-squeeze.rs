@@ -88,7 +88,9 @@ fn main() {
 
 fn sibling(name: &str) -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or_else(|| std::io::Error::other("no exe dir"))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no exe dir"))?;
     let p = dir.join(name);
     if p.exists() {
         Ok(p)
@@ -121,7 +123,10 @@ fn run(cli: &Cli) -> std::io::Result<()> {
         daemon_args: cli.daemon_args.clone(),
     };
     if !o.daemon_args.is_empty() {
-        println!("daemon with its monitor runs with: {}", o.daemon_args.join(" "));
+        println!(
+            "daemon with its monitor runs with: {}",
+            o.daemon_args.join(" ")
+        );
     }
     println!(
         "squeeze: cgroup limit {} MiB, daemon holds {} MiB DONTNEED + {} MiB WILLNEED, {} readers of a {} MiB file, {} s per squeeze, {} run(s)",
@@ -138,8 +143,10 @@ fn run(cli: &Cli) -> std::io::Result<()> {
         let missing = match scenario {
             Scenario::V2 => cgroup::v2_unavailable(),
             Scenario::Host => None,
-            _ => (!Path::new(cgroup::V1_MEMORY).join("memory.limit_in_bytes").exists())
-                .then(|| format!("no cgroup-v1 memory controller at {}", cgroup::V1_MEMORY)),
+            _ => (!Path::new(cgroup::V1_MEMORY)
+                .join("memory.limit_in_bytes")
+                .exists())
+            .then(|| format!("no cgroup-v1 memory controller at {}", cgroup::V1_MEMORY)),
         };
         if let Some(why) = missing {
             println!("\nscenario {} not run: {why}", scenario.name());

@@ -314,7 +314,11 @@ fn spawn_hog(o: &Options, args: &[&str], counter: &Path) -> io::Result<Hog> {
 }
 
 fn half(o: &Options, scenario: Scenario, monitor: bool) -> io::Result<Outcome> {
-    let label = if monitor { "with monitor" } else { "without monitor" };
+    let label = if monitor {
+        "with monitor"
+    } else {
+        "without monitor"
+    };
     println!("\n== {} {label}", scenario.name());
     let name = format!("vgpu-squeeze-{}", std::process::id());
     let memcg = match scenario {
@@ -560,7 +564,9 @@ pub fn summarize(scenario: Scenario, runs: &[Run]) -> Summary {
     let worst = all_done.then(|| done.last().copied().unwrap_or(0));
     let within = runs
         .iter()
-        .filter(|r| r.with.reaction_ms().is_some_and(|ms| ms <= GOAL_WORST_MS) && r.with.purged_pct >= 95.0)
+        .filter(|r| {
+            r.with.reaction_ms().is_some_and(|ms| ms <= GOAL_WORST_MS) && r.with.purged_pct >= 95.0
+        })
         .count();
     let ratios = |f: fn(&Outcome) -> u64| {
         let v: Vec<f64> = runs

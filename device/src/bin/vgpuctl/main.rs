@@ -306,7 +306,7 @@ fn show_stats(s: &StatsReply) -> String {
 fn show_pressure(p: &PressureReply) -> String {
     let mut out = String::from("PRESSURE\n");
     if !p.running {
-        out.push_str("no monitor (--pressure-source none): only soft limits, quotas and admin requests shrink\n");
+        out.push_str("watching no pressure source (--pressure-source none): soft limits, quotas and admin requests still shrink\n");
     }
     for src in &p.sources {
         out.push_str(&format!(

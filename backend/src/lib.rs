@@ -118,6 +118,7 @@ mod error;
 mod fence;
 pub mod host;
 pub mod intel;
+mod mailbox;
 mod manager;
 mod object;
 mod placement;

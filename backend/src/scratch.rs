@@ -32,11 +32,12 @@
 //! `try_lock`s the objects.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, MutexGuard};
 
 use crate::account::OwnerAccount;
 use crate::error::{BoError, BoResult};
+use crate::mailbox::Mailbox;
 use crate::manager::{BufferManager, Inner, MapTarget, MAX_OBJECT_SIZE};
 use crate::object::Object;
 use crate::region::Caching;
@@ -82,22 +83,7 @@ impl Scratch {
 }
 
 /// Who hears of purges of buffers a guest still maps.
-#[derive(Debug)]
-pub(crate) struct PurgeNotifier {
-    event: OwnedFd,
-    queue: Mutex<Vec<ObjectId>>,
-}
-
-impl PurgeNotifier {
-    fn notify(&self, id: ObjectId) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(id);
-        // A full counter (never, in practice) still leaves it readable.
-        let _ = rustix::io::write(&self.event, &1u64.to_ne_bytes());
-    }
-}
+pub(crate) type PurgeNotifier = Mailbox<ObjectId>;
 
 /// The device's end of [`BufferManager::watch_purges`]: an eventfd that
 /// becomes readable when a mapped buffer of the VM was purged, and the
@@ -110,21 +96,13 @@ pub struct PurgeWatch {
 impl PurgeWatch {
     /// The eventfd to poll (readable when [`Self::drain`] has something).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.notifier.event.as_fd()
+        self.notifier.fd()
     }
 
     /// The objects purged while mapped since the last call (clears the
     /// eventfd).
     pub fn drain(&self) -> Vec<ObjectId> {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.notifier.event, &mut buf);
-        std::mem::take(
-            &mut *self
-                .notifier
-                .queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        self.notifier.drain()
     }
 }
 
@@ -148,7 +126,7 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(w) = watch {
-            w.notify(obj.id);
+            w.send(obj.id);
         }
     }
 
@@ -254,18 +232,8 @@ impl BufferManager {
     /// replaces the old one.
     pub fn watch_purges(&self, owner: OwnerId) -> BoResult<PurgeWatch> {
         let account = self.inner.owner(owner)?;
-        let event = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )
-        .map_err(|e| BoError::Io {
-            op: "creating the purge eventfd",
-            source: e.into(),
-        })?;
-        let notifier = Arc::new(PurgeNotifier {
-            event,
-            queue: Mutex::new(Vec::new()),
-        });
+        let notifier =
+            Arc::new(PurgeNotifier::new().map_err(BoError::io("creating the purge eventfd"))?);
         *account
             .top()
             .purge_watch

@@ -20,9 +20,8 @@ mod cgroup;
 mod policy;
 mod source;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -40,6 +39,7 @@ pub use source::{
     PressureSource, PsiSource, SourceError, SourceInfo, DEFAULT_TRIGGER, SYSTEMD_DEFAULT_TRIGGER,
 };
 
+use crate::mailbox::Mailbox;
 use crate::manager::BufferManager;
 pub use crate::shrink_log::{ShrinkRecord, MAX_RECORDS};
 use crate::shrinker::ShrinkRequest;
@@ -183,20 +183,7 @@ impl std::fmt::Debug for MonitorHandle {
     }
 }
 
-struct ControlChannel {
-    queue: Mutex<VecDeque<Control>>,
-    wake: OwnedFd,
-}
-
-impl ControlChannel {
-    fn send(&self, c: Control) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(c);
-        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
-    }
-}
+type ControlChannel = Mailbox<Control>;
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -295,14 +282,7 @@ impl PressureMonitor {
         notes: Vec<String>,
     ) -> io::Result<Self> {
         let mut handle = MonitorHandle::without_monitor(bm);
-        let wake = rustix::event::eventfd(
-            0,
-            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
-        )?;
-        let control = Arc::new(ControlChannel {
-            queue: Mutex::new(VecDeque::new()),
-            wake,
-        });
+        let control = Arc::new(ControlChannel::new()?);
         handle.control = Some(control.clone());
         let now = Instant::now();
         let watched: Vec<Watched> = sources
@@ -576,7 +556,7 @@ impl Worker {
             .min()
             .unwrap_or(self.next_tick);
         let timeout = due.saturating_duration_since(now);
-        let mut fds = vec![PollFd::new(&self.control.wake, PollFlags::IN)];
+        let mut fds = vec![PollFd::from_borrowed_fd(self.control.fd(), PollFlags::IN)];
         let mut which = Vec::new();
         for (i, w) in self.sources.iter().enumerate() {
             if let Some((fd, flags)) = w.source.poll_fd() {
@@ -639,16 +619,7 @@ impl Worker {
 
     /// Handles queued control messages; true on Stop.
     fn control_messages(&mut self) -> bool {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.control.wake, &mut buf);
-        let queued: Vec<Control> = self
-            .control
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for c in queued {
+        for c in self.control.drain() {
             match c {
                 Control::Stop => return true,
                 Control::Inject => self.on_signal(Level::Medium, "injected"),

@@ -163,51 +163,7 @@ struct Guest {
     bm: BufferManager,
     vm: OwnerId,
     watch: PurgeWatch,
-    maps: Vec<(ObjectId, Map)>,
-}
-
-struct Map {
-    ptr: *mut u8,
-    len: usize,
-    scratch: bool,
-}
-
-impl Map {
-    fn new(fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64, at: Option<*mut u8>) -> Self {
-        let mut flags = rustix::mm::MapFlags::SHARED;
-        if at.is_some() {
-            flags |= rustix::mm::MapFlags::FIXED;
-        }
-        // SAFETY: a fresh mapping, or MAP_FIXED over our own mapping.
-        let ptr = unsafe {
-            rustix::mm::mmap(
-                at.unwrap_or(std::ptr::null_mut()).cast(),
-                len as usize,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                flags,
-                fd,
-                offset,
-            )
-        }
-        .unwrap();
-        Self {
-            ptr: ptr.cast(),
-            len: len as usize,
-            scratch: false,
-        }
-    }
-
-    fn write(&self, byte: u8) {
-        // SAFETY: our own live mapping.
-        unsafe { std::ptr::write_bytes(self.ptr, byte, self.len) };
-    }
-}
-
-impl Drop for Map {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.cast(), self.len) };
-    }
+    maps: Vec<(ObjectId, GuestMap)>,
 }
 
 impl Guest {
@@ -225,7 +181,7 @@ impl Guest {
     fn map(&mut self, id: ObjectId) {
         let t = self.bm.pin(id, PinReason::Mapped).unwrap();
         self.maps
-            .push((id, Map::new(t.fd.as_fd(), t.offset, t.len, None)));
+            .push((id, GuestMap::new(t.fd.as_fd(), t.offset, t.len)));
     }
 
     /// The device's reaction to a purge notice.
@@ -237,9 +193,7 @@ impl Guest {
                 continue;
             }
             let t = self.bm.scratch_map(self.vm, m.len as u64).unwrap();
-            // MAP_FIXED over the same range; `m` keeps owning it.
-            std::mem::forget(Map::new(t.fd.as_fd(), 0, m.len as u64, Some(m.ptr)));
-            m.scratch = true;
+            m.remap(t.fd.as_fd());
             self.bm.unpin(*id, PinReason::Mapped).unwrap();
             n += 1;
         }
@@ -283,7 +237,7 @@ fn a_purged_buffer_the_guest_still_maps_stays_accounted_until_remapped() {
     assert_eq!(memfd_count("vmlimbo"), before, "the purged file is kept");
     // The guest writes through its mapping: accounted, and punched by the
     // next shrink.
-    guest.maps[0].1.write(1);
+    guest.maps[0].1.write(0, 8 * PAGE as usize, 1);
     assert_eq!(bm.owner_stats(guest.vm).unwrap().scratch_bytes, 8 * PAGE);
     let r = bm.purge(None);
     assert_eq!((r.scratch_bytes, r.purged_bytes), (8 * PAGE, 0));
@@ -296,7 +250,7 @@ fn a_purged_buffer_the_guest_still_maps_stays_accounted_until_remapped() {
         "limbo file gone, scratch file in its place"
     );
     assert_eq!(bm.object_info(id).unwrap().pinned, 0);
-    guest.maps[0].1.write(2);
+    guest.maps[0].1.write(0, 8 * PAGE as usize, 2);
     let s = bm.owner_stats(guest.vm).unwrap();
     assert_eq!(
         (s.scratch_bytes, s.scratch_reserved, s.charged),
@@ -347,7 +301,7 @@ fn a_hostile_map_dontneed_purge_write_loop_stays_within_the_quota() {
         }
         // The guest writes through every mapping it has, purged or not.
         for (_, m) in &guest.maps {
-            m.write(round);
+            m.write(0, m.len, round);
         }
         if round % 2 == 0 {
             guest.remap_purged();

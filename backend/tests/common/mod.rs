@@ -221,3 +221,69 @@ impl MemoryRegion for FailingRegion {
 fn libc_enomem() -> i32 {
     12
 }
+
+/// A guest mapping of an object, as the VMM makes it: the object's file
+/// range mapped shared in this process (or, once remapped, the VM's
+/// scratch file).
+#[derive(Debug)]
+pub struct GuestMap {
+    ptr: std::ptr::NonNull<u8>,
+    /// Length in bytes.
+    pub len: usize,
+    /// Remapped over the VM's scratch file.
+    pub scratch: bool,
+}
+
+impl GuestMap {
+    pub fn new(fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) -> Self {
+        let len = len as usize;
+        // SAFETY: a fresh shared mapping at an address the kernel picks.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                fd,
+                offset,
+            )
+        }
+        .expect("guest mapping");
+        Self {
+            ptr: std::ptr::NonNull::new(ptr.cast()).unwrap(),
+            len,
+            scratch: false,
+        }
+    }
+
+    /// What the guest does: write through the mapping.
+    pub fn write(&self, offset: usize, len: usize, byte: u8) {
+        assert!(offset + len <= self.len);
+        // SAFETY: inside our own live mapping.
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(offset), byte, len) };
+    }
+
+    /// The device's remap: the same guest range over the scratch file.
+    pub fn remap(&mut self, fd: std::os::fd::BorrowedFd<'_>) {
+        // SAFETY: MAP_FIXED over exactly our own mapping.
+        unsafe {
+            rustix::mm::mmap(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED | rustix::mm::MapFlags::FIXED,
+                fd,
+                0,
+            )
+        }
+        .expect("remap");
+        self.scratch = true;
+    }
+}
+
+impl Drop for GuestMap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}

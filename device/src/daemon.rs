@@ -16,6 +16,7 @@ use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
 use crate::config::DeviceConfig;
+use crate::screens::Screens;
 use crate::vhost::VgpuBackend;
 
 /// Why the daemon stopped.
@@ -52,6 +53,7 @@ pub struct Daemon {
     cfg: Arc<DeviceConfig>,
     bm: BufferManager,
     connections: AtomicU32,
+    screens: Screens,
 }
 
 impl Daemon {
@@ -61,7 +63,13 @@ impl Daemon {
             cfg: Arc::new(cfg),
             bm,
             connections: AtomicU32::new(0),
+            screens: Screens::default(),
         }
+    }
+
+    /// What the served VM's scanouts show (shared with the admin socket).
+    pub fn screens(&self) -> &Screens {
+        &self.screens
     }
 
     /// The buffer manager (shared with the admin socket).
@@ -111,7 +119,7 @@ impl Daemon {
             log::warn!("setting the VM soft limit failed: {e}");
         }
         let backend = Arc::new(
-            VgpuBackend::new(self.cfg.clone(), self.bm.clone(), vm)
+            VgpuBackend::with_screens(self.cfg.clone(), self.bm.clone(), vm, self.screens.clone())
                 .map_err(|e| DaemonError::Serve(e.to_string()))?,
         );
         let mut daemon = VhostUserDaemon::new(
@@ -136,6 +144,7 @@ impl Daemon {
         // Stop the worker (exit event, join) before freeing what it used.
         drop(daemon);
         backend.teardown();
+        self.screens.clear();
         match self.bm.destroy_owner(vm) {
             Ok(r) => log::info!(
                 "connection {n}: freed {} objects, {} bytes",

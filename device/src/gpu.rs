@@ -25,9 +25,10 @@ use crate::context::{Context, ContextKind, I915Context, NativeEnv};
 use crate::display::{to_bgrx_in_place, DisplaySink, CURSOR_BYTES};
 use crate::edid::edid_for;
 use crate::engine::Engine;
-use crate::guest_io::{guest_fd_range, BackingError, GuestBacking, GuestMem};
+use crate::guest_io::{BackingError, GuestBacking, GuestMem};
 use crate::hostmem::{HostMemError, HostMemMapper, HostMemRegion};
 use crate::resource::*;
+use crate::screens::Screens;
 
 /// The largest scanout rectangle a guest may show, per side (the Linux
 /// virtio-gpu driver's XRES_MAX / YRES_MAX).
@@ -214,6 +215,9 @@ pub struct VirtioGpu {
     quarantine: Vec<Quarantined>,
     /// Purges of blobs the guest maps, to remap over scratch memory.
     purge_watch: Option<vgpu_backend::PurgeWatch>,
+    /// What each scanout shows, kept for the admin socket's screenshots
+    /// whether or not a display channel exists.
+    screens: Screens,
 }
 
 /// A mapping the VMM failed to unmap.
@@ -238,6 +242,16 @@ impl std::fmt::Debug for VirtioGpu {
 impl VirtioGpu {
     /// A device for the VM whose buffer-manager account is `vm`.
     pub fn new(cfg: Arc<DeviceConfig>, bm: BufferManager, vm: OwnerId) -> Self {
+        Self::with_screens(cfg, bm, vm, Screens::default())
+    }
+
+    /// As [`Self::new`], keeping what the scanouts show in `screens`.
+    pub fn with_screens(
+        cfg: Arc<DeviceConfig>,
+        bm: BufferManager,
+        vm: OwnerId,
+        screens: Screens,
+    ) -> Self {
         let scanouts = cfg
             .scanouts
             .iter()
@@ -267,6 +281,7 @@ impl VirtioGpu {
             orphaned_accounts: std::collections::HashSet::new(),
             quarantine: Vec::new(),
             purge_watch: None,
+            screens,
         }
         .watching_purges()
     }
@@ -396,7 +411,7 @@ impl VirtioGpu {
             Command::TransferToHost3d(c) => self.transfer_3d(c, mem, true),
             Command::TransferFromHost3d(c) => self.transfer_3d(c, mem, false),
             Command::Submit3d { cmd, data } => return self.submit_3d(cmd.hdr.ctx_id.get(), data),
-            Command::ResourceMapBlob(c) => self.map_blob(c.resource_id.get(), c.offset.get(), mem),
+            Command::ResourceMapBlob(c) => self.map_blob(c.resource_id.get(), c.offset.get()),
             Command::ResourceUnmapBlob(c) => self
                 .unmap_blob(c.resource_id.get())
                 .map(|_| Response::OkNoData),
@@ -455,6 +470,7 @@ impl VirtioGpu {
             Shown::Nothing => (0, 0),
             Shown::Image { rect, .. } | Shown::Blob { rect, .. } => (rect.2, rect.3),
         };
+        self.screens.set_scanout(i, size.0, size.1);
         if size == s.announced {
             return;
         }
@@ -603,7 +619,7 @@ impl VirtioGpu {
         if let Some((_, w, h)) = r.image() {
             check_rect(&c.r, w, h, true)?;
         }
-        if self.display.is_none() || r.scanouts == 0 {
+        if r.scanouts == 0 {
             return Ok(Response::OkNoData);
         }
         let flush = (c.r.x.get(), c.r.y.get(), c.r.width.get(), c.r.height.get());
@@ -665,6 +681,8 @@ impl VirtioGpu {
                 for line in pixels.chunks_exact_mut(row) {
                     to_bgrx_in_place(format, line, false);
                 }
+                self.screens
+                    .update(i, x - rect.0, top - rect.1, w, rows, &pixels);
                 match self.display.as_mut() {
                     Some(d) => d
                         .update(i, x - rect.0, top - rect.1, w, rows, &pixels)
@@ -1255,12 +1273,18 @@ impl VirtioGpu {
         Ok(object)
     }
 
-    fn map_blob(&mut self, id: u32, offset: u64, mem: &GuestMem) -> GpuResult<Response> {
+    /// RESOURCE_MAP_BLOB. The virtio spec defines it for *host-only* blob
+    /// resources (VIRTIO_GPU_BLOB_MEM_HOST3D) with USE_MAPPABLE: the
+    /// guest's own pages (GUEST, HOST3D_GUEST) are already the guest's, and
+    /// the Linux driver never maps them. So exactly one SHMEM_MAP per
+    /// mapping, undone by exactly one SHMEM_UNMAP of the same range.
+    fn map_blob(&mut self, id: u32, offset: u64) -> GpuResult<Response> {
         let r = self
             .resources
             .get(&id)
             .ok_or(GpuError::InvalidResource(id))?;
         let ResourceKind::Blob {
+            mem,
             flags,
             size,
             object,
@@ -1269,6 +1293,11 @@ impl VirtioGpu {
         else {
             return Err(GpuError::InvalidParameter(format!(
                 "resource {id} is not a blob"
+            )));
+        };
+        let (Some(object), BlobMem::Host3d) = (object, mem) else {
+            return Err(GpuError::InvalidParameter(format!(
+                "blob {id} is not a host-only (HOST3D) blob: only those can be mapped"
             )));
         };
         if flags & VIRTIO_GPU_BLOB_FLAG_USE_MAPPABLE == 0 {
@@ -1285,18 +1314,7 @@ impl VirtioGpu {
             GpuError::Unspec("the frontend offers no host-visible region (SHMEM)".into())
         })?;
         let len = self.hostmem.reserve(offset, size)?;
-        let mapped = match object {
-            Some(obj) => self.map_object(obj, offset, len, mapper.as_ref()),
-            None => {
-                let entries = r
-                    .backing
-                    .as_ref()
-                    .map(|b| b.entries().to_vec())
-                    .unwrap_or_default();
-                map_guest_pages(&entries, offset, mem, mapper.as_ref()).map(|()| Caching::Cached)
-            }
-        };
-        let caching = match mapped {
+        let caching = match self.map_object(object, offset, len, mapper.as_ref()) {
             Ok(c) => c,
             Err(e) => {
                 self.hostmem.release(offset);
@@ -1307,10 +1325,7 @@ impl VirtioGpu {
             r.mapping = Some(Mapping {
                 offset,
                 len,
-                backed: match object {
-                    Some(_) => MapBacking::Object,
-                    None => MapBacking::GuestPages,
-                },
+                backed: MapBacking::Object,
             });
         }
         Ok(Response::MapInfo(match caching {
@@ -1688,144 +1703,4 @@ fn coalesce(rows: &[RowCopy]) -> Vec<RowCopy> {
         }
     }
     out
-}
-
-/// Maps a GUEST blob's pages (guest RAM memfd ranges) at consecutive
-/// offsets of the host-visible region: zero-copy, the guest sees its own
-/// pages through the BAR.
-fn map_guest_pages(
-    entries: &[(u64, u32)],
-    offset: u64,
-    mem: &GuestMem,
-    mapper: &dyn HostMemMapper,
-) -> GpuResult<()> {
-    let page = vgpu_backend::PAGE_SIZE;
-    // Every entry is checked before anything is mapped, so a bad entry
-    // leaves the VMM's region untouched.
-    let mut ranges = Vec::with_capacity(entries.len());
-    for (i, (addr, len)) in entries.iter().enumerate() {
-        let len = u64::from(*len);
-        if addr % page != 0 || len % page != 0 {
-            return Err(GpuError::InvalidParameter(format!(
-                "mem entry {i} is not page aligned"
-            )));
-        }
-        let Some((fd, fd_offset)) = guest_fd_range(mem, *addr, len) else {
-            return Err(GpuError::InvalidParameter(format!(
-                "mem entry {i} is not in one file-backed guest memory region"
-            )));
-        };
-        ranges.push((fd, fd_offset, len));
-    }
-    let mut at = offset;
-    for (fd, fd_offset, len) in ranges {
-        if let Err(e) = mapper.map(at, fd, fd_offset, len) {
-            // Undo what this call mapped (only the VMM's own failure can
-            // leave a prefix mapped).
-            if at > offset {
-                let _ = mapper.unmap(offset, at - offset);
-            }
-            return Err(GpuError::Unspec(format!("SHMEM_MAP failed: {e}")));
-        }
-        at += len;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::fs::File;
-    use std::io;
-    use std::os::fd::BorrowedFd;
-    use std::sync::Mutex;
-
-    use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
-
-    use super::*;
-
-    /// Records SHMEM_MAP/UNMAP requests; fails the `fail_at`-th map.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Mutex<Vec<(&'static str, u64, u64)>>,
-        fail_at: Option<usize>,
-    }
-
-    impl HostMemMapper for Recorder {
-        fn map(&self, at: u64, _fd: BorrowedFd<'_>, _fd_offset: u64, len: u64) -> io::Result<()> {
-            let mut calls = self.calls.lock().unwrap();
-            let maps = calls.iter().filter(|c| c.0 == "map").count();
-            calls.push(("map", at, len));
-            if self.fail_at == Some(maps) {
-                return Err(io::Error::other("VMM refused"));
-            }
-            Ok(())
-        }
-        fn unmap(&self, at: u64, len: u64) -> io::Result<()> {
-            self.calls.lock().unwrap().push(("unmap", at, len));
-            Ok(())
-        }
-    }
-
-    /// 64 KiB of memfd-backed guest RAM at 0, 64 KiB of anonymous at 1 MiB.
-    fn mem() -> GuestMem {
-        let fd = rustix::fs::memfd_create(c"gpu-test-ram", rustix::fs::MemfdFlags::CLOEXEC)
-            .expect("memfd");
-        rustix::fs::ftruncate(&fd, 0x10000).expect("ftruncate");
-        let file = FileOffset::new(File::from(fd), 0);
-        GuestMemoryMmap::from_ranges_with_files([
-            (GuestAddress(0), 0x10000, Some(file)),
-            (GuestAddress(0x100000), 0x10000, None),
-        ])
-        .expect("guest memory")
-    }
-
-    // Regression (fuzz native_gpu, crash-7c90a1a2): a bad first entry
-    // sent the VMM an unmap of zero bytes at a place never mapped.
-    #[test]
-    fn bad_entries_map_and_unmap_nothing() {
-        let m = mem();
-        for entries in [
-            vec![(0x100, 0x1000)],                 // unaligned address
-            vec![(0x0, 0x1000), (0x1000, 0x800)],  // unaligned length
-            vec![(0x100000, 0x1000)],              // anonymous memory
-            vec![(0x0, 0x1000), (0xf000, 0x2000)], // past the file's region
-            vec![(0x0, 0x1000), (!0xfff, 0x1000)], // outside RAM
-        ] {
-            let rec = Recorder::default();
-            let err = map_guest_pages(&entries, 0x4000, &m, &rec).unwrap_err();
-            assert!(matches!(err, GpuError::InvalidParameter(_)), "{entries:?}");
-            assert!(rec.calls.lock().unwrap().is_empty(), "{entries:?}");
-        }
-    }
-
-    #[test]
-    fn a_vmm_failure_undoes_exactly_what_was_mapped() {
-        let m = mem();
-        let entries = [(0x0, 0x1000), (0x2000, 0x2000), (0x8000, 0x1000)];
-        let rec = Recorder {
-            fail_at: Some(2),
-            ..Recorder::default()
-        };
-        assert!(map_guest_pages(&entries, 0x4000, &m, &rec).is_err());
-        assert_eq!(
-            *rec.calls.lock().unwrap(),
-            vec![
-                ("map", 0x4000, 0x1000),
-                ("map", 0x5000, 0x2000),
-                ("map", 0x7000, 0x1000),
-                ("unmap", 0x4000, 0x3000),
-            ]
-        );
-        // A failure of the first map leaves nothing to undo.
-        let first = Recorder {
-            fail_at: Some(0),
-            ..Recorder::default()
-        };
-        assert!(map_guest_pages(&entries, 0x4000, &m, &first).is_err());
-        assert_eq!(*first.calls.lock().unwrap(), vec![("map", 0x4000, 0x1000)]);
-        // And a good list maps every entry back to back.
-        let ok = Recorder::default();
-        map_guest_pages(&entries, 0, &m, &ok).expect("maps");
-        assert_eq!(ok.calls.lock().unwrap().len(), 3);
-    }
 }

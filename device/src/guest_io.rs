@@ -320,24 +320,6 @@ pub enum CopyError {
     Guest(String),
 }
 
-/// The memfd behind a guest-physical range, and the offset of the range in
-/// it: what a VMM mapped as guest RAM, mappable again elsewhere (zero-copy
-/// GUEST blobs).
-pub fn guest_fd_range(mem: &GuestMem, addr: u64, len: u64) -> Option<(BorrowedFd<'_>, u64)> {
-    use std::os::fd::AsFd;
-    use vm_memory::GuestMemoryRegion;
-    let region = mem.find_region(GuestAddress(addr))?;
-    let within = addr.checked_sub(region.start_addr().0)?;
-    if within.checked_add(len)? > region.len() {
-        return None;
-    }
-    let file_offset = region.file_offset()?;
-    Some((
-        file_offset.file().as_fd(),
-        file_offset.start().checked_add(within)?,
-    ))
-}
-
 /// A volatile view of `len` bytes of a buffer mapping at `ptr`.
 ///
 /// # Safety

@@ -31,6 +31,7 @@ pub mod gpu;
 pub mod guest_io;
 pub mod hostmem;
 pub mod resource;
+pub mod screens;
 pub mod service;
 pub mod timer;
 pub mod vhost;

@@ -69,8 +69,6 @@ pub struct Mapping {
 pub enum MapBacking {
     /// The blob's host buffer, pinned for the mapping.
     Object,
-    /// The guest's own pages (a GUEST blob).
-    GuestPages,
     /// The VM's scratch file: the buffer was purged while mapped and the
     /// range remapped (see `vgpu_backend::PurgeWatch`).
     Scratch,

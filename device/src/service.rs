@@ -89,11 +89,13 @@ impl Service {
     pub fn start_with(cfg: ServiceConfig, bm: BufferManager) -> Result<Self, String> {
         let monitor = PressureMonitor::start(bm.clone(), cfg.monitor)
             .map_err(|e| format!("starting the pressure monitor: {e}"))?;
+        let daemon = Daemon::new(cfg.device, bm.clone());
         let admin = match &cfg.admin_socket {
             Some(path) => {
                 let listener = bind_private(path)
                     .map_err(|e| format!("admin socket {}: {e}", path.display()))?;
-                let handler = AdminHandler::new(bm.clone(), monitor.handle());
+                let handler = AdminHandler::new(bm.clone(), monitor.handle())
+                    .with_screens(daemon.screens().clone());
                 let server = AdminServer::start(listener, handler, Some(path.clone()))
                     .map_err(|e| format!("admin socket {}: {e}", path.display()))?;
                 log::info!("admin socket at {} (vgpuctl --socket {0})", path.display());
@@ -102,7 +104,7 @@ impl Service {
             None => None,
         };
         Ok(Self {
-            daemon: Daemon::new(cfg.device, bm),
+            daemon,
             monitor,
             admin,
         })

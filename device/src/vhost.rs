@@ -54,6 +54,7 @@ use crate::display::GpuSocketDisplay;
 use crate::gpu::{GpuStats, VirtioGpu};
 use crate::guest_io::GuestMem;
 use crate::hostmem::VhostMapper;
+use crate::screens::Screens;
 use crate::timer::WakeTimer;
 
 /// Control queue index.
@@ -131,7 +132,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl VgpuBackend {
     /// A backend for the VM whose buffer-manager account is `vm`.
     pub fn new(cfg: Arc<DeviceConfig>, bm: BufferManager, vm: OwnerId) -> io::Result<Self> {
-        let gpu = VirtioGpu::new(cfg.clone(), bm, vm);
+        Self::with_screens(cfg, bm, vm, Screens::default())
+    }
+
+    /// As [`Self::new`], keeping what the scanouts show in `screens`.
+    pub fn with_screens(
+        cfg: Arc<DeviceConfig>,
+        bm: BufferManager,
+        vm: OwnerId,
+        screens: Screens,
+    ) -> io::Result<Self> {
+        let gpu = VirtioGpu::with_screens(cfg.clone(), bm, vm, screens);
         Ok(Self {
             cfg,
             state: Mutex::new(State {

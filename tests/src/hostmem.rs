@@ -216,6 +216,10 @@ pub struct ShmemHandler {
     pub log: Mutex<Vec<(bool, u64, u64)>>,
     /// Answer SHMEM_UNMAP with an error (a VMM that cannot unmap).
     pub fail_unmaps: std::sync::atomic::AtomicBool,
+    /// Requests refused because they did not fit what is mapped (an
+    /// overlapping MAP, an UNMAP naming no earlier MAP exactly): a correct
+    /// backend causes none.
+    pub refused: std::sync::atomic::AtomicU64,
 }
 
 impl VhostUserFrontendReqHandler for ShmemHandler {
@@ -227,7 +231,11 @@ impl VhostUserFrontendReqHandler for ShmemHandler {
         // SAFETY: the fd arrived with this request and lives for the call.
         let fd = unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) };
         let writable = flags & VhostUserMMapFlags::WRITABLE.bits() != 0;
-        self.region.map(offset, fd, fd_offset, len, writable)?;
+        if let Err(e) = self.region.map(offset, fd, fd_offset, len, writable) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -240,7 +248,11 @@ impl VhostUserFrontendReqHandler for ShmemHandler {
         if self.fail_unmaps.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        self.region.unmap(offset, len)?;
+        if let Err(e) = self.region.unmap(offset, len) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(e);
+        }
         self.log
             .lock()
             .unwrap_or_else(|p| p.into_inner())

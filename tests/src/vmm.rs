@@ -173,6 +173,7 @@ impl Vmm {
                 region: region.clone(),
                 log: Mutex::new(Vec::new()),
                 fail_unmaps: std::sync::atomic::AtomicBool::new(false),
+                refused: std::sync::atomic::AtomicU64::new(0),
             });
             let mut req = FrontendReqHandler::new(handler.clone()).map_err(vuio)?;
             req.set_reply_ack_flag(protocol.contains(VhostUserProtocolFeatures::REPLY_ACK));
@@ -287,6 +288,14 @@ impl Vmm {
             .as_ref()
             .map(|s| s.log.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .unwrap_or_default()
+    }
+
+    /// SHMEM_MAP / SHMEM_UNMAP requests the frontend refused as QEMU 11.1
+    /// would (overlapping maps, unmaps of no exact earlier map).
+    pub fn shmem_refusals(&self) -> u64 {
+        self.shmem
+            .as_ref()
+            .map_or(0, |s| s.refused.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The driver side of a queue.

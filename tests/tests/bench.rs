@@ -38,7 +38,7 @@ fn every_scenario_completes_and_its_result_parses() {
         "2d-cycle/1920x1080",
         "transfer/1920x1080",
         "flush/1920x1080",
-        "blob-cycle/guest/4K",
+        "blob-cycle/host3d/4K",
         "blob-cycle/host3d/64M",
         "gem/batch63",
         "scale/live100000",

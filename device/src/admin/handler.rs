@@ -17,8 +17,10 @@ use vgpu_backend::{
 use super::metrics;
 use super::protocol::{
     EvictReply, ListReply, MetricsReply, ObjectRow, OwnerRow, PressureReply, RegionRow, Reply,
-    Request, SetLimitReply, ShrinkRow, SourceRow, StatsReply, DEFAULT_LIST_LIMIT, MAX_REQUEST_LINE,
+    Request, ScreenshotReply, SetLimitReply, ShrinkRow, SourceRow, StatsReply, DEFAULT_LIST_LIMIT,
+    MAX_REQUEST_LINE,
 };
+use crate::screens::Screens;
 
 /// Most objects one `list` may return.
 pub const MAX_LIST_LIMIT: usize = 100_000;
@@ -28,13 +30,24 @@ pub const MAX_LIST_LIMIT: usize = 100_000;
 pub struct AdminHandler {
     bm: BufferManager,
     monitor: MonitorHandle,
+    screens: Option<Screens>,
 }
 
 impl AdminHandler {
     /// A handler over `bm`, shrinking through `monitor` (so every shrink is
     /// recorded).
     pub fn new(bm: BufferManager, monitor: MonitorHandle) -> Self {
-        Self { bm, monitor }
+        Self {
+            bm,
+            monitor,
+            screens: None,
+        }
+    }
+
+    /// Also answers `screenshot` from what `screens` keeps.
+    pub fn with_screens(mut self, screens: Screens) -> Self {
+        self.screens = Some(screens);
+        self
     }
 
     /// Answers one request line (without its newline).
@@ -123,6 +136,22 @@ impl AdminHandler {
             Request::Metrics {} => to_value(&MetricsReply {
                 text: metrics::render(&self.stats()),
             }),
+            Request::Screenshot { scanout } => {
+                use base64::Engine;
+                let screens = self
+                    .screens
+                    .as_ref()
+                    .ok_or("this daemon keeps no screens")?;
+                let scanout = scanout.unwrap_or(0);
+                let (frame, png) = screens.png(scanout).map_err(|e| e.to_string())?;
+                to_value(&ScreenshotReply {
+                    scanout,
+                    width: frame.width,
+                    height: frame.height,
+                    updates: frame.updates,
+                    png_base64: base64::engine::general_purpose::STANDARD.encode(png),
+                })
+            }
         }
     }
 

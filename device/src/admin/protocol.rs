@@ -12,6 +12,7 @@
 //! {"cmd":"set-limit","owner":"vm1","quota":2147483648,"soft_limit":"none"}
 //! {"cmd":"pressure","trigger":"some 100000 2000000","inject":true}
 //! {"cmd":"metrics"}
+//! {"cmd":"screenshot","scanout":0}
 //! ```
 //!
 //! The reply is `{"ok":true,"reply":{…}}` or `{"ok":false,"error":"…"}`.
@@ -92,6 +93,27 @@ pub enum Request {
     },
     /// Prometheus text exposition.
     Metrics {},
+    /// What a scanout of the served VM shows, as a PNG.
+    Screenshot {
+        /// The scanout (default 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scanout: Option<u32>,
+    },
+}
+
+/// `screenshot`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScreenshotReply {
+    /// The scanout.
+    pub scanout: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Display updates applied to this image so far.
+    pub updates: u64,
+    /// The image: an 8-bit RGB PNG, base64 (standard alphabet).
+    pub png_base64: String,
 }
 
 /// Objects `list` returns unless told otherwise.

@@ -366,7 +366,7 @@ fn goals(by_key: &ByKey, backends: &[BackendSpec]) {
             );
         }
     }
-    for kind in ["guest", "host3d"] {
+    for kind in ["host3d"] {
         for size in ["4K", "64K", "1M"] {
             let s = format!("blob-cycle/{kind}/{size}");
             if let Some(p99) = med(&s, 1, a, |f| f.p99_us) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vgpu_device::admin::protocol::{
-    EvictReply, LimitValue, ListReply, MetricsReply, PressureReply, SetLimitReply, ShrinkRow,
-    StatsReply,
+    EvictReply, LimitValue, ListReply, MetricsReply, PressureReply, ScreenshotReply, SetLimitReply,
+    ShrinkRow, StatsReply,
 };
 use vgpu_device::admin::{AdminClient, ClientError, Request, REPLY_TIMEOUT};
 use vgpu_device::cli::parse_size;
@@ -104,6 +104,16 @@ enum Command {
     },
     /// Prometheus text exposition.
     Metrics,
+    /// Save what a scanout of the served VM shows as a PNG (works with or
+    /// without a VMM display channel).
+    Screenshot {
+        /// The scanout.
+        #[arg(long, default_value_t = 0)]
+        scanout: u32,
+        /// The PNG file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE.png")]
+        output: PathBuf,
+    },
 }
 
 fn parse_limit(s: &str) -> Result<LimitValue, String> {
@@ -164,6 +174,9 @@ fn request(args: &Args) -> Request {
             inject: *inject,
         },
         Command::Metrics => Request::Metrics {},
+        Command::Screenshot { scanout, .. } => Request::Screenshot {
+            scanout: Some(*scanout),
+        },
     }
 }
 
@@ -218,6 +231,24 @@ fn run(args: &Args) -> Result<String, ClientError> {
         Command::Metrics => {
             let r: MetricsReply = decode(value)?;
             r.text
+        }
+        Command::Screenshot { output, .. } => {
+            use base64::Engine;
+            let r: ScreenshotReply = decode(value)?;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(r.png_base64.as_bytes())
+                .map_err(|e| ClientError::Protocol(format!("the PNG is not base64: {e}")))?;
+            std::fs::write(output, &png)
+                .map_err(|e| ClientError::Refused(format!("writing {}: {e}", output.display())))?;
+            format!(
+                "scanout {}: {}x{} ({} updates) written to {} ({})\n",
+                r.scanout,
+                r.width,
+                r.height,
+                r.updates,
+                output.display(),
+                bytes(png.len() as u64)
+            )
         }
     })
 }

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-integration/install-qemu.sh >/dev/null
+integration/install-qemu.sh --qemu10 >/dev/null
 echo "demo: building (the first time takes a few minutes)"
 RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
     cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu

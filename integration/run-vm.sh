@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The real-VM test: installs QEMU 10 if missing, builds the static guest
-# test program and the guest image (cached in ~/.cache/vgpu), builds the
-# daemon and the runner, then boots guests under QEMU (TCG) against vgpu —
-# twice, to check reconnects — and once each against vgpu and QEMU's own
-# C backend for the ops/s ratio. Prints every result; exits non-zero on
-# any failure, after printing the guest's serial log and the daemon's log.
+# The real-VM test: installs QEMU 10 if missing and QEMU 11.1 in a private
+# tree (cached in ~/.cache/vgpu), builds the static guest test program and
+# the guest image, builds the daemon and the runner, then boots guests
+# under QEMU (TCG) against vgpu: twice under QEMU 10's vhost-user-gpu-pci
+# (display channel, screendump, reconnect), once under QEMU 11.1's generic
+# vhost-user device (blobs, native contexts, host-visible memory: every
+# subtest must pass, none may skip; the screen is checked in the daemon's
+# own screenshot), and once each against vgpu and QEMU's own C backend for
+# the ops/s ratio. Prints every result; exits non-zero on any failure,
+# after printing the guest's serial log and the daemon's log.
 #
 #   integration/run-vm.sh            # debug build (what CI uses after cargo test)
 #   PROFILE=release integration/run-vm.sh   # release build (for figures)
@@ -22,7 +26,8 @@ esac
 
 log() { echo "run-vm.sh: $*" >&2; }
 
-integration/install-qemu.sh
+integration/install-qemu.sh --qemu10
+qemu11=$(integration/install-qemu.sh --qemu11)
 
 log "building the static guest test program"
 RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
@@ -47,4 +52,5 @@ fi
 exec "target/$profile/vgpu-vm-test" \
     --kernel "$kernel" --initrd "$initrd" \
     --daemon "target/$profile/vhost-user-vgpu" \
+    --qemu11 "$qemu11" \
     "${compare[@]}" "$@"

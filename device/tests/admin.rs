@@ -555,6 +555,19 @@ fn vgpuctl_prints_tables_json_and_clear_errors() {
         "{s}"
     );
 
+    // No VM shows anything: the screenshot says so and writes nothing.
+    let png = rig.dir.join("shot.png");
+    let o = vgpuctl(
+        rig.socket(),
+        &["screenshot", "--scanout", "0", "-o", png.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("scanout 0 shows nothing"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!png.exists());
     // Errors name the problem.
     let o = vgpuctl(rig.socket(), &["purge", "--owner", "vm7"]);
     assert!(!o.status.success());

@@ -1,6 +1,7 @@
 //! Booting a real guest under QEMU against a vhost-user-gpu backend: the
-//! QEMU process (TCG, memfd-backed shared RAM, `vhost-user-gpu-pci`), its
-//! serial console as lines in and out, and QMP for screendumps.
+//! QEMU process (TCG, memfd-backed shared RAM, `vhost-user-gpu-pci` or
+//! QEMU 11.1's generic `vhost-user-test-device-pci`), its serial console as
+//! lines in and out, and QMP for screendumps.
 //!
 //! Every wait is bounded; only the QEMU process started here is killed.
 
@@ -24,6 +25,33 @@ pub struct VmConfig {
     pub append: String,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
+    /// How the GPU is attached.
+    pub device: GpuDevice,
+}
+
+/// How QEMU attaches the vhost-user GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuDevice {
+    /// `vhost-user-gpu-pci`: QEMU's display channel, but only the VIRGL,
+    /// EDID and RESOURCE_UUID features reach the guest (QEMU 10 and 11.1).
+    VhostUserGpu,
+    /// QEMU 11.1's `vhost-user-test-device-pci` as a virtio-gpu (device id
+    /// 16, two queues, 16 bytes of config): every feature bit the backend
+    /// offers and its shared-memory region reach the guest; no display
+    /// channel.
+    Generic,
+}
+
+impl GpuDevice {
+    /// The `-device` argument, on chardev `vgpu`.
+    pub fn arg(self) -> &'static str {
+        match self {
+            GpuDevice::VhostUserGpu => "vhost-user-gpu-pci,chardev=vgpu,id=gpu0",
+            GpuDevice::Generic => {
+                "vhost-user-test-device-pci,chardev=vgpu,virtio-id=16,num_vqs=2,config_size=16,id=gpu0"
+            }
+        }
+    }
 }
 
 /// A running guest.
@@ -69,7 +97,7 @@ impl Vm {
             .args(["-vga", "none", "-display", "none"])
             .arg("-chardev")
             .arg(format!("socket,id=vgpu,path={}", gpu_socket.display()))
-            .args(["-device", "vhost-user-gpu-pci,chardev=vgpu,id=gpu0"])
+            .args(["-device", cfg.device.arg()])
             .args(["-serial", "stdio"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))

@@ -739,7 +739,12 @@ impl Worker {
         let mut over = Vec::new();
         for (owner, name, charged, limit) in &limited {
             // Measuring walks the VM's buffers: not while backing off.
-            if charged <= limit || self.soft_backoff.get(owner).is_some_and(|b| b.next > now) {
+            let purgeable = bm.usage(*owner).map_or(0, |u| u.purgeable);
+            let waiting = self
+                .soft_backoff
+                .get(owner)
+                .is_some_and(|b| b.next > now && purgeable <= b.purgeable);
+            if charged <= limit || waiting {
                 continue;
             }
             let resident = bm.resident_bytes(*owner).unwrap_or(0);
@@ -753,13 +758,16 @@ impl Worker {
                         Backoff {
                             next: now + SOFT_LIMIT_RETRY_MIN,
                             delay: Duration::ZERO,
+                            purgeable,
                         },
                     );
                 }
             }
         }
-        self.soft_backoff
-            .retain(|id, b| b.next > now || over.iter().any(|(o, ..)| o == id));
+        self.soft_backoff.retain(|id, b| {
+            over.iter().any(|(o, ..)| o == id)
+                || (b.next > now && limited.iter().any(|l| l.0 == *id))
+        });
         for (owner, name, limit, excess) in over {
             let report = bm.shrink_as(
                 &format!("soft-limit:{name}"),
@@ -786,6 +794,7 @@ impl Worker {
                     Backoff {
                         next: now + delay,
                         delay,
+                        purgeable: bm.usage(owner).map_or(0, |u| u.purgeable),
                     },
                 );
             } else {
@@ -803,4 +812,7 @@ pub const SOFT_LIMIT_RETRY_MAX: Duration = Duration::from_secs(64);
 struct Backoff {
     next: Instant,
     delay: Duration,
+    /// The owner's purgeable bytes when it was set: new DONTNEED buffers
+    /// end the wait (they are the cheapest memory to give back).
+    purgeable: u64,
 }

@@ -12,10 +12,21 @@ pub struct Card(File);
 impl Card {
     /// Opens the first card.
     pub fn open() -> io::Result<Self> {
+        Self::open_path("/dev/dri/card0")
+    }
+
+    /// A file of its own for one GPU context, as Mesa opens one per
+    /// context: the render node, or the card where there is none. (The
+    /// kernel takes CONTEXT_INIT once per file, before any 3D ioctl.)
+    pub fn open_for_context() -> io::Result<Self> {
+        Self::open_path("/dev/dri/renderD128").or_else(|_| Self::open())
+    }
+
+    fn open_path(path: &str) -> io::Result<Self> {
         OpenOptions::new()
             .read(true)
             .write(true)
-            .open("/dev/dri/card0")
+            .open(path)
             .map(Card)
     }
 }

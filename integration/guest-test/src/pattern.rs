@@ -1,5 +1,7 @@
 //! The test pattern the guest scans out: eight vertical colour bars, and
-//! the check the host runs on QEMU's screendump of it.
+//! the check the host runs on QEMU's screendump of it (or the daemon's
+//! screenshot). The blob scanout shows the bars mirrored, so the host can
+//! tell it from the dumb buffer shown before.
 
 /// The bars' colours, left to right, as RGB.
 pub const BARS: [[u8; 3]; 8] = [
@@ -13,20 +15,42 @@ pub const BARS: [[u8; 3]; 8] = [
     [0, 0, 0],
 ];
 
+/// Which way the bars run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bars {
+    /// [`BARS`] left to right (the dumb-buffer modeset).
+    Forward,
+    /// [`BARS`] right to left (the blob scanout).
+    Mirrored,
+}
+
 /// The colour of column `x` of a `width`-pixel-wide screen.
 pub fn bar_at(x: u32, width: u32) -> [u8; 3] {
+    bar_of(Bars::Forward, x, width)
+}
+
+fn bar_of(bars: Bars, x: u32, width: u32) -> [u8; 3] {
     let i = (u64::from(x) * BARS.len() as u64 / u64::from(width.max(1))) as usize;
-    BARS[i.min(BARS.len() - 1)]
+    let i = i.min(BARS.len() - 1);
+    match bars {
+        Bars::Forward => BARS[i],
+        Bars::Mirrored => BARS[BARS.len() - 1 - i],
+    }
 }
 
 /// Fills an XRGB8888 (little-endian: B, G, R, X bytes) framebuffer.
 pub fn fill_xrgb(buf: &mut [u8], width: u32, height: u32, pitch: u32) {
+    fill_bars(Bars::Forward, buf, width, height, pitch);
+}
+
+/// Fills an XRGB8888 framebuffer with the bars running `bars`' way.
+pub fn fill_bars(bars: Bars, buf: &mut [u8], width: u32, height: u32, pitch: u32) {
     for y in 0..height as usize {
         let Some(row) = buf.get_mut(y * pitch as usize..) else {
             return;
         };
         for x in 0..width {
-            let [r, g, b] = bar_at(x, width);
+            let [r, g, b] = bar_of(bars, x, width);
             let o = x as usize * 4;
             if let Some(px) = row.get_mut(o..o + 4) {
                 px.copy_from_slice(&[b, g, r, 0]);
@@ -39,11 +63,23 @@ pub fn fill_xrgb(buf: &mut [u8], width: u32, height: u32, pitch: u32) {
 /// the centre of every bar, at a quarter, half and three quarters of the
 /// height, within a small tolerance (the display path may convert).
 pub fn check(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Result<(), String> {
+    check_bars(Bars::Forward, width, height, pixel)
+}
+
+/// [`check`] for the bars running `bars`' way.
+pub fn check_bars(
+    bars: Bars,
+    width: u32,
+    height: u32,
+    pixel: impl Fn(u32, u32) -> [u8; 3],
+) -> Result<(), String> {
     if width < BARS.len() as u32 || height < 4 {
         return Err(format!("a {width}x{height} screen cannot show the pattern"));
     }
-    for (i, want) in BARS.iter().enumerate() {
+    for i in 0..BARS.len() {
         let x = ((2 * i as u64 + 1) * u64::from(width) / (2 * BARS.len() as u64)) as u32;
+        let want = bar_of(bars, x, width);
+        let want = &want;
         for y in [height / 4, height / 2, 3 * height / 4] {
             let got = pixel(x, y);
             if got.iter().zip(want).any(|(g, w)| g.abs_diff(*w) > 8) {
@@ -107,6 +143,17 @@ mod tests {
         };
         assert!(check(w, h, px).is_ok());
         assert!(check(w, h, |_, _| [0, 0, 0]).is_err());
+        assert!(
+            check_bars(Bars::Mirrored, w, h, px).is_err(),
+            "the two differ"
+        );
+        fill_bars(Bars::Mirrored, &mut fb, w, h, w * 4);
+        let px = |x: u32, y: u32| {
+            let o = ((y * w + x) * 4) as usize;
+            [fb[o + 2], fb[o + 1], fb[o]]
+        };
+        assert!(check_bars(Bars::Mirrored, w, h, px).is_ok());
+        assert!(check(w, h, px).is_err());
     }
 
     #[test]

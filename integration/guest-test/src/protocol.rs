@@ -5,6 +5,11 @@
 /// ` WIDTHxHEIGHT`; the host takes a screendump, then answers any line.
 pub const SCREEN_READY: &str = "vgpu-guest: SCREEN READY";
 
+/// Printed by the guest once a blob written through its mapping is the
+/// scanout (SET_SCANOUT_BLOB), followed by ` WIDTHxHEIGHT`: the host checks
+/// the mirrored bars on screen and answers `ok` or `bad: REASON`.
+pub const BLOB_SCREEN_READY: &str = "vgpu-guest: BLOB SCREEN READY";
+
 /// Printed by the guest when a DONTNEED blob waits for the host to purge
 /// it; the host purges through the admin socket and answers
 /// `purged BYTES` (or `purge unavailable: REASON`).

@@ -7,7 +7,12 @@
 //!    checks the daemon survived and freed everything the VM held;
 //! 2. boots a second guest against the same daemon (reconnect) and checks
 //!    the same;
-//! 3. with `--compare`, runs the guest once more against vgpu and once
+//! 3. with `--qemu11`, boots the guest under QEMU 11.1's generic
+//!    vhost-user device, which forwards blobs, context init and the
+//!    host-visible region: every subtest must pass (a SKIP is a failure),
+//!    the screen is checked in the daemon's own screenshot (there is no
+//!    display channel), and QEMU must refuse no shared-memory request;
+//! 4. with `--compare`, runs the guest once more against vgpu and once
 //!    against QEMU's C backend, both 2D-only (`--no-virgl`: the same
 //!    commands reach both), and reports vgpu's timed-loop ops/s as a ratio.
 //!
@@ -19,12 +24,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vgpu_device::admin::protocol::{ShrinkRow, StatsReply};
+use vgpu_device::admin::protocol::{PressureReply, ScreenshotReply, ShrinkRow, StatsReply};
 use vgpu_device::admin::{AdminClient, Request};
 use vgpu_guest_test::pattern;
-use vgpu_guest_test::protocol::{DONE, PURGE_REQUEST, RESULT_PREFIXES, SCREEN_READY};
+use vgpu_guest_test::pattern::Bars;
+use vgpu_guest_test::protocol::{
+    BLOB_SCREEN_READY, DONE, PURGE_REQUEST, RESULT_PREFIXES, SCREEN_READY,
+};
 use vgpu_tests::backend::RunningBackend;
-use vgpu_tests::qemu::{Vm, VmConfig};
+use vgpu_tests::qemu::{GpuDevice, Vm, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +56,11 @@ struct Args {
     /// QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
+    /// QEMU 11.1 (integration/install-qemu.sh prints its wrapper): boot
+    /// once more under its generic vhost-user device, where every subtest
+    /// must run.
+    #[arg(long)]
+    qemu11: Option<PathBuf>,
     /// Duration of the guest's timed loop, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     loop_ms: u64,
@@ -68,6 +81,8 @@ struct Args {
 struct Boot {
     results: Vec<(String, String, String)>,
     screen: Option<Result<String, String>>,
+    /// The host's look at the guest's blob scanout, if the guest made one.
+    blob_screen: Option<Result<String, String>>,
     done: bool,
     exited: bool,
     problems: Vec<String>,
@@ -120,6 +135,7 @@ fn run(args: &Args) -> Result<bool, String> {
             if args.demo { " vgpu.hold=6" } else { "" }
         ),
         memory_mib: 512,
+        device: GpuDevice::VhostUserGpu,
     };
     let timeout = Duration::from_secs(args.timeout_s);
     let mut ok = true;
@@ -179,7 +195,12 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     drop(daemon);
 
-    // 3: against QEMU's C backend, both 2D-only.
+    // 3: under QEMU 11.1's generic device, every path.
+    if let Some(qemu11) = &args.qemu11 {
+        ok &= qemu11_run(args, &cfg, qemu11, &work, timeout)?;
+    }
+
+    // 4: against QEMU's C backend, both 2D-only.
     if let Some(c_backend) = &args.compare {
         let mut rates = Vec::new();
         for (label, cmd) in [
@@ -232,6 +253,55 @@ fn run(args: &Args) -> Result<bool, String> {
             "vgpu-vm-test: FAILED"
         }
     );
+    Ok(ok)
+}
+
+/// One guest under QEMU 11.1's generic vhost-user device.
+fn qemu11_run(
+    args: &Args,
+    cfg: &VmConfig,
+    qemu11: &Path,
+    work: &Path,
+    timeout: Duration,
+) -> Result<bool, String> {
+    let label = "QEMU 11.1 generic device";
+    println!("== vgpu: {label} (blobs, native contexts, host-visible region; no display channel)");
+    let log = work.join("vgpu-qemu11.log");
+    // A soft limit the guest's pressure subtest goes past.
+    let mut daemon = RunningBackend::command_logged(
+        &format!(
+            "{} --socket-path {{sock}} --vm-soft-limit 16M",
+            args.daemon.display()
+        ),
+        &[],
+        Some(&log),
+    )
+    .map_err(|e| format!("starting {}: {e}", args.daemon.display()))?;
+    let admin = PathBuf::from(format!("{}.admin", daemon.socket().display()));
+    wait_for(&admin, Duration::from_secs(10))?;
+    let cfg = VmConfig {
+        qemu: qemu11.to_path_buf(),
+        device: GpuDevice::Generic,
+        ..cfg.clone()
+    };
+    let boot = boot_once(&cfg, daemon.socket(), Some(&admin), work, 20, timeout, None);
+    let mut ok = report_with(&boot, label, true);
+    if !daemon.alive() {
+        println!("FAIL daemon: vhost-user-vgpu exited during the {label} run");
+        ok = false;
+    } else {
+        match freed(&admin) {
+            Ok(s) => println!("PASS host: after the {label} guest powered off: {s}"),
+            Err(e) => {
+                println!("FAIL host: after the {label} guest powered off: {e}");
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        dump(&boot, &log);
+    }
+    let _ = daemon.terminate(Duration::from_secs(10));
     Ok(ok)
 }
 
@@ -301,6 +371,10 @@ fn boot_once(
     timeout: Duration,
     live: Option<&dyn Fn(&str)>,
 ) -> Boot {
+    let screen = match (cfg.device, admin) {
+        (GpuDevice::Generic, Some(a)) => Screen::Admin(a),
+        _ => Screen::Qmp,
+    };
     let mut boot = Boot::default();
     let mut vm = match Vm::boot(cfg, socket, work) {
         Ok(vm) => vm,
@@ -314,16 +388,30 @@ fn boot_once(
         if live.is_some() {
             println!("guest| {line}");
         }
+        let look = |bars: Bars, size: &str, file: &str| match screen {
+            Screen::Qmp => check_screen(&vm, &work.join(file), bars, size.trim()),
+            Screen::Admin(a) => check_screenshot(a, bars, size.trim()),
+        };
         if let Some(size) = line.strip_prefix(SCREEN_READY) {
-            let path = work.join(format!("screen-{n}.ppm"));
-            boot.screen = Some(check_screen(&vm, &path, size.trim()));
+            boot.screen = Some(look(Bars::Forward, size, &format!("screen-{n}.ppm")));
             if let Err(e) = vm.send_line("ok") {
                 boot.problems.push(format!("answering the guest: {e}"));
             }
-        } else if line.starts_with(PURGE_REQUEST) {
+        } else if let Some(size) = line.strip_prefix(BLOB_SCREEN_READY) {
+            // The guest reports the result; the host's view goes in too.
+            let seen = look(Bars::Mirrored, size, &format!("blob-screen-{n}.ppm"));
+            let answer = match &seen {
+                Ok(s) => format!("ok, {s}"),
+                Err(e) => format!("bad: {e}"),
+            };
+            boot.blob_screen = Some(seen);
+            if let Err(e) = vm.send_line(&answer) {
+                boot.problems.push(format!("answering the guest: {e}"));
+            }
+        } else if let Some(how) = line.strip_prefix(PURGE_REQUEST) {
             let answer = match admin {
-                Some(a) => match purge(a) {
-                    Ok(bytes) => format!("purged {bytes}"),
+                Some(a) => match purge(a, how.trim() == "soft-limit") {
+                    Ok(what) => format!("purged {what}"),
                     Err(e) => format!("purge unavailable: {e}"),
                 },
                 None => "purge unavailable: this backend has no admin socket".into(),
@@ -361,7 +449,49 @@ fn boot_once(
     boot
 }
 
-fn check_screen(vm: &Vm, path: &Path, size: &str) -> Result<String, String> {
+/// Where the guest's screen is looked at.
+#[derive(Clone, Copy)]
+enum Screen<'a> {
+    /// QEMU's screendump (its display channel).
+    Qmp,
+    /// The daemon's own screenshot (no display channel).
+    Admin(&'a Path),
+}
+
+/// The pattern in the daemon's screenshot of scanout 0.
+fn check_screenshot(admin: &Path, bars: Bars, size: &str) -> Result<String, String> {
+    use base64::Engine;
+    let mut last = String::new();
+    for _ in 0..20 {
+        let mut c = AdminClient::connect(admin).map_err(|e| e.to_string())?;
+        match c.call::<ScreenshotReply>(&Request::Screenshot { scanout: Some(0) }) {
+            Ok(r) => {
+                let png = base64::engine::general_purpose::STANDARD
+                    .decode(r.png_base64.as_bytes())
+                    .map_err(|e| format!("screenshot is not base64: {e}"))?;
+                let (w, h, rgb) = vgpu_device::screens::decode_png(&png)?;
+                let px = |x: u32, y: u32| {
+                    let o = (y as usize * w as usize + x as usize) * 3;
+                    [rgb[o], rgb[o + 1], rgb[o + 2]]
+                };
+                match pattern::check_bars(bars, w, h, px) {
+                    Ok(()) => {
+                        return Ok(format!(
+                            "{w}x{h} daemon screenshot (no display channel) shows the pattern (guest mode {size}, {} updates)",
+                            r.updates
+                        ))
+                    }
+                    Err(e) => last = format!("{w}x{h} daemon screenshot: {e}"),
+                }
+            }
+            Err(e) => last = format!("screenshot: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(last)
+}
+
+fn check_screen(vm: &Vm, path: &Path, bars: Bars, size: &str) -> Result<String, String> {
     // The display channel may lag the guest's flush by a frame: retry.
     let mut last = String::new();
     for _ in 0..20 {
@@ -373,7 +503,7 @@ fn check_screen(vm: &Vm, path: &Path, size: &str) -> Result<String, String> {
             let o = (y as usize * w as usize + x as usize) * 3;
             [rgb[o], rgb[o + 1], rgb[o + 2]]
         };
-        match pattern::check(w, h, px) {
+        match pattern::check_bars(bars, w, h, px) {
             Ok(()) => {
                 return Ok(format!(
                     "{w}x{h} screendump shows the pattern (guest mode {size})"
@@ -386,12 +516,46 @@ fn check_screen(vm: &Vm, path: &Path, size: &str) -> Result<String, String> {
     Err(last)
 }
 
-fn purge(admin: &Path) -> Result<u64, String> {
+/// Purges for the guest: with `soft_limit`, first waits (bounded) for the
+/// VM's soft limit to take what it takes, then purges the rest through the
+/// admin socket. What was purged, and by whom.
+fn purge(admin: &Path, soft_limit: bool) -> Result<String, String> {
     let mut c = AdminClient::connect(admin).map_err(|e| e.to_string())?;
+    let mut by_soft_limit = 0;
+    if soft_limit {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(2000);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && by_soft_limit == 0 {
+            let p: PressureReply = c
+                .call(&Request::Pressure {
+                    trigger: None,
+                    inject: false,
+                })
+                .map_err(|e| e.to_string())?;
+            by_soft_limit = p
+                .recent
+                .iter()
+                .filter(|r| r.trigger.starts_with("soft-limit:") && r.at_unix_ms >= since)
+                .map(|r| r.purged_bytes)
+                .sum();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let r: ShrinkRow = c
         .call(&Request::Purge { owner: None })
         .map_err(|e| e.to_string())?;
-    Ok(r.purged_bytes)
+    Ok(if soft_limit {
+        format!(
+            "{} (the soft limit {by_soft_limit}, an admin purge {})",
+            by_soft_limit + r.purged_bytes,
+            r.purged_bytes
+        )
+    } else {
+        r.purged_bytes.to_string()
+    })
 }
 
 /// Checks the host holds nothing for a VM any more.
@@ -416,18 +580,61 @@ fn freed(admin: &Path) -> Result<String, String> {
 }
 
 fn report(boot: &Boot, label: &str) -> bool {
+    report_with(boot, label, false)
+}
+
+/// Prints a boot's results; with `no_skips`, a SKIP is a failure, and so
+/// is any shared-memory request QEMU refused.
+fn report_with(boot: &Boot, label: &str, no_skips: bool) -> bool {
+    let mut ok = true;
     for (tag, name, detail) in &boot.results {
-        println!("{tag} {name}: {detail}");
+        if no_skips && tag == "SKIP" {
+            println!("FAIL {name}: skipped where every subtest must run: {detail}");
+            ok = false;
+        } else {
+            println!("{tag} {name}: {detail}");
+        }
+    }
+    if no_skips {
+        let refused: Vec<&String> = boot
+            .serial
+            .iter()
+            .filter(|l| l.starts_with("qemu: "))
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("shmem") || l.contains("unmap") || l.contains("mmap")
+            })
+            .collect();
+        if refused.is_empty() {
+            println!("PASS shared-memory: QEMU refused no SHMEM_MAP or SHMEM_UNMAP");
+        } else {
+            for l in refused {
+                println!("FAIL shared-memory: {l}");
+            }
+            ok = false;
+        }
     }
     match &boot.screen {
         Some(Ok(s)) => println!("PASS screendump: {s}"),
         Some(Err(e)) => println!("FAIL screendump: {e}"),
         None => println!("FAIL screendump: the guest never said its pattern was on screen"),
     }
+    match &boot.blob_screen {
+        Some(Ok(s)) => println!("PASS blob-screendump: {s}"),
+        Some(Err(e)) => {
+            println!("FAIL blob-screendump: {e}");
+            ok = false;
+        }
+        None if no_skips => {
+            println!("FAIL blob-screendump: the guest never scanned out a blob");
+            ok = false;
+        }
+        None => {}
+    }
     for p in &boot.problems {
         println!("FAIL {label}: {p}");
     }
-    !boot.failed() && matches!(boot.screen, Some(Ok(_)))
+    ok && !boot.failed() && matches!(boot.screen, Some(Ok(_)))
 }
 
 fn dump(boot: &Boot, log: &Path) {

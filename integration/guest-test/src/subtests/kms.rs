@@ -26,9 +26,18 @@ impl Drop for Shown<'_> {
     }
 }
 
-/// Modesets the first connected connector to its preferred mode showing
-/// the pattern.
-pub fn modeset(card: &Card) -> Result<Shown<'_>, String> {
+/// Where a framebuffer can be shown: the first connected connector, its
+/// preferred mode and a CRTC for it.
+pub struct Output {
+    conn: connector::Handle,
+    crtc: drm::control::crtc::Handle,
+    mode: drm::control::Mode,
+    /// Width and height of the mode.
+    pub size: (u32, u32),
+}
+
+/// Finds the first connected connector and a CRTC to drive it.
+pub fn output(card: &Card) -> Result<Output, String> {
     let res = card
         .resource_handles()
         .map_err(|e| format!("GETRESOURCES: {e}"))?;
@@ -60,7 +69,30 @@ pub fn modeset(card: &Card) -> Result<Shown<'_>, String> {
         .or_else(|| res.filter_crtcs(enc.possible_crtcs()).first().copied())
         .ok_or("no CRTC for the encoder")?;
     let (w, h) = mode.size();
-    let (w, h) = (u32::from(w), u32::from(h));
+    Ok(Output {
+        conn: conn.handle(),
+        crtc,
+        mode,
+        size: (u32::from(w), u32::from(h)),
+    })
+}
+
+/// Shows framebuffer `fb` on `out` (SETCRTC) and flushes all of it
+/// (DIRTYFB).
+pub fn show(card: &Card, out: &Output, fb: framebuffer::Handle) -> Result<(), String> {
+    let (w, h) = out.size;
+    card.set_crtc(out.crtc, Some(fb), (0, 0), &[out.conn], Some(out.mode))
+        .map_err(|e| format!("SETCRTC {w}x{h}: {e}"))?;
+    let clip = ClipRect::new(0, 0, w as u16, h as u16);
+    card.dirty_framebuffer(fb, &[clip])
+        .map_err(|e| format!("DIRTYFB: {e}"))
+}
+
+/// Modesets the first connected connector to its preferred mode showing
+/// the pattern.
+pub fn modeset(card: &Card) -> Result<Shown<'_>, String> {
+    let out = output(card)?;
+    let (w, h) = out.size;
     let mut db = card
         .create_dumb_buffer((w, h), DrmFourcc::Xrgb8888, 32)
         .map_err(|e| format!("CREATE_DUMB {w}x{h}: {e}"))?;
@@ -80,11 +112,7 @@ pub fn modeset(card: &Card) -> Result<Shown<'_>, String> {
         buffer: Some(db),
         size: (w, h),
     };
-    card.set_crtc(crtc, Some(fb), (0, 0), &[conn.handle()], Some(mode))
-        .map_err(|e| format!("SETCRTC {w}x{h}: {e}"))?;
-    let clip = ClipRect::new(0, 0, w as u16, h as u16);
-    card.dirty_framebuffer(fb, &[clip])
-        .map_err(|e| format!("DIRTYFB: {e}"))?;
+    show(card, &out, fb)?;
     Ok(shown)
 }
 

@@ -158,6 +158,14 @@ pub trait GemKernel: Send + Sync + fmt::Debug {
     }
     /// Destroys a context [`Self::context_create`] made.
     fn context_destroy(&self, _ctx: u32) {}
+    /// Runs one of the `DRM_IOCTL_I915_*` ioctls a guest's IOCTL_SIMPLE may
+    /// name (the device checks the allow-list and translates ids first):
+    /// `payload` is the ioctl's whole argument (`_IOC_SIZE(request)` bytes,
+    /// no pointers inside), updated in place as the kernel writes it.
+    /// ENODEV where the kernel has no such ioctls (xe).
+    fn ioctl_simple(&self, _request: u32, _payload: &mut [u8]) -> Result<(), Errno> {
+        Err(Errno::NODEV)
+    }
     /// Submits a batch; returns the kernel's out-fence (a sync_file that
     /// becomes readable when the GPU is done). ENODEV where vgpu cannot
     /// submit (xe: its VM_BIND/exec-queue model has no i915 equivalent).

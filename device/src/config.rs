@@ -99,7 +99,7 @@ pub struct DeviceConfig {
     /// Per-VM caps.
     pub limits: Limits,
     /// PCI device id reported in the DRM capset and I915_PARAM_CHIPSET_ID.
-    pub pci_device_id: u32,
+    pub pci_device_id: u16,
 }
 
 impl Default for DeviceConfig {

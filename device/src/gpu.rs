@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use vgpu_backend::region::Caching;
 use vgpu_backend::{
     BoError, BufferManager, Fence, ObjectId, OwnerId, PinReason, Placement, Priority,
 };
@@ -1184,11 +1183,11 @@ impl VirtioGpu {
                 Some(b)
             }
         };
-        let (object, ctx) = match blob_mem {
-            BlobMem::Guest => (None, None),
+        let (object, ctx, map_caching) = match blob_mem {
+            BlobMem::Guest => (None, None, None),
             BlobMem::Host3d | BlobMem::Host3dGuest => {
-                let object = self.take_context_object(ctx_id, blob_id, size, id)?;
-                (Some(object), Some(ctx_id))
+                let (object, caching) = self.take_context_object(ctx_id, blob_id, size, id)?;
+                (Some(object), Some(ctx_id), caching)
             }
         };
         let mut r = Resource::new(
@@ -1201,6 +1200,7 @@ impl VirtioGpu {
                 ctx,
             },
         );
+        r.map_caching = map_caching;
         if let Some(b) = backing {
             self.backing_entries += b.entry_count();
             r.backing = Some(b);
@@ -1213,14 +1213,15 @@ impl VirtioGpu {
     }
 
     /// The context object a HOST3D blob names: the response blob (blob_id
-    /// 0) or a GEM object, whose size must match.
+    /// 0) or a GEM object, whose size must match; with the mapping caching
+    /// the context configured for it.
     fn take_context_object(
         &mut self,
         ctx_id: u32,
         blob_id: u64,
         size: u64,
         res_id: u32,
-    ) -> GpuResult<ObjectId> {
+    ) -> GpuResult<(ObjectId, Option<MapCaching>)> {
         let bm = self.bm.clone();
         let ctx = self
             .contexts
@@ -1256,21 +1257,21 @@ impl VirtioGpu {
                 let _ = bm.destroy(object);
                 return Err(e.into());
             }
-            return Ok(object);
+            return Ok((object, None));
         }
         let key = u32::try_from(blob_id)
             .map_err(|_| GpuError::InvalidParameter(format!("blob_id {blob_id}")))?;
-        let object = *i915.blobs.get(&key).ok_or_else(|| {
+        let pending = *i915.blobs.get(&key).ok_or_else(|| {
             GpuError::InvalidParameter(format!("context {ctx_id} has no object {blob_id}"))
         })?;
-        let actual = bm.size(object)?;
+        let actual = bm.size(pending.object)?;
         if actual != size {
             return Err(GpuError::InvalidParameter(format!(
                 "blob {blob_id} is {actual} bytes, not {size}"
             )));
         }
         i915.blobs.remove(&key);
-        Ok(object)
+        Ok((pending.object, pending.map_caching))
     }
 
     /// RESOURCE_MAP_BLOB. The virtio spec defines it for *host-only* blob
@@ -1310,6 +1311,7 @@ impl VirtioGpu {
                 "blob {id} is already mapped"
             )));
         }
+        let r_caching = r.map_caching;
         let mapper = self.mapper.clone().ok_or_else(|| {
             GpuError::Unspec("the frontend offers no host-visible region (SHMEM)".into())
         })?;
@@ -1321,17 +1323,18 @@ impl VirtioGpu {
                 return Err(e);
             }
         };
+        // The caching the guest configured (i915 SET_MMAP_MODE), else the
+        // memory's own, as virglrenderer reports it.
+        let caching = r_caching.unwrap_or_else(|| MapCaching::from(caching));
         if let Some(r) = self.resources.get_mut(&id) {
             r.mapping = Some(Mapping {
                 offset,
                 len,
                 backed: MapBacking::Object,
+                caching,
             });
         }
-        Ok(Response::MapInfo(match caching {
-            Caching::Cached => VIRTIO_GPU_MAP_CACHE_CACHED,
-            Caching::WriteCombined => VIRTIO_GPU_MAP_CACHE_WC,
-        }))
+        Ok(Response::MapInfo(caching.map_info()))
     }
 
     fn map_object(
@@ -1340,7 +1343,7 @@ impl VirtioGpu {
         offset: u64,
         len: u64,
         mapper: &dyn HostMemMapper,
-    ) -> GpuResult<Caching> {
+    ) -> GpuResult<vgpu_backend::region::Caching> {
         let target = self.bm.pin(obj, PinReason::Mapped)?;
         use std::os::fd::AsFd;
         if let Err(e) = mapper.map(offset, target.fd.as_fd(), target.offset, len) {
@@ -1563,7 +1566,7 @@ impl VirtioGpu {
         };
         let mut env = NativeEnv {
             bm: &self.bm,
-            resources: &self.resources,
+            resources: &mut self.resources,
             engine: &mut self.engine,
             cfg: &self.cfg,
             ctx_id,

@@ -62,6 +62,8 @@ pub struct Mapping {
     pub len: u64,
     /// What the VMM maps there.
     pub backed: MapBacking,
+    /// The caching MAP_BLOB told the guest to map it with.
+    pub caching: MapCaching,
 }
 
 /// What a guest's host-visible range maps.
@@ -77,6 +79,40 @@ pub enum MapBacking {
     Nothing,
 }
 
+/// How the guest maps a blob (MAP_BLOB's `map_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapCaching {
+    /// Cached, coherent.
+    Cached,
+    /// Uncached.
+    Uncached,
+    /// Write-combined.
+    WriteCombined,
+}
+
+impl MapCaching {
+    /// `VIRTIO_GPU_MAP_CACHE_*`.
+    pub fn map_info(self) -> u32 {
+        use vgpu_proto::virtio_gpu::{
+            VIRTIO_GPU_MAP_CACHE_CACHED, VIRTIO_GPU_MAP_CACHE_UNCACHED, VIRTIO_GPU_MAP_CACHE_WC,
+        };
+        match self {
+            MapCaching::Cached => VIRTIO_GPU_MAP_CACHE_CACHED,
+            MapCaching::Uncached => VIRTIO_GPU_MAP_CACHE_UNCACHED,
+            MapCaching::WriteCombined => VIRTIO_GPU_MAP_CACHE_WC,
+        }
+    }
+}
+
+impl From<vgpu_backend::region::Caching> for MapCaching {
+    fn from(c: vgpu_backend::region::Caching) -> Self {
+        match c {
+            vgpu_backend::region::Caching::Cached => MapCaching::Cached,
+            vgpu_backend::region::Caching::WriteCombined => MapCaching::WriteCombined,
+        }
+    }
+}
+
 /// One resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -90,6 +126,13 @@ pub struct Resource {
     pub uuid: Option<[u8; 16]>,
     /// Host-visible mapping.
     pub mapping: Option<Mapping>,
+    /// The caching the guest configured for its mappings (i915
+    /// GEM_SET_MMAP_MODE, or WC for device memory); `None`: the caching of
+    /// the memory the buffer is in.
+    pub map_caching: Option<MapCaching>,
+    /// i915 tiling `(mode, stride)` set by GEM_SET_TILING on the emulated
+    /// device (`I915_TILING_NONE`, 0 until then).
+    pub tiling: (u32, u32),
     /// Scanouts showing it (bit per scanout).
     pub scanouts: u32,
     /// Contexts it is attached to.
@@ -105,6 +148,8 @@ impl Resource {
             backing: None,
             uuid: None,
             mapping: None,
+            map_caching: None,
+            tiling: (0, 0),
             scanouts: 0,
             contexts: Vec::new(),
         }

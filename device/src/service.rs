@@ -67,7 +67,7 @@ impl Service {
         let found = detect::choose(&cfg.gpu, &cfg.dri_dir)?;
         let bm = match &found.kernel {
             Some(kernel) => {
-                if let Some(id) = kernel.device_id() {
+                if let Some(id) = kernel.device_id().and_then(|id| u16::try_from(id).ok()) {
                     cfg.device.pci_device_id = id;
                 }
                 let driver =

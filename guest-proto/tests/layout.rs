@@ -649,7 +649,12 @@ fn native_context_layouts_match_virglrenderer() {
             24,
             "virgl_renderer_capset_drm head",
         ),
-        (size_of::<CapsetDrmI915>(), 48, "capset with u.intel"),
+        (size_of::<CapsetDrmIntel>(), 8, "u.intel of the capset"),
+        (
+            size_of::<CapsetDrmI915>(),
+            160,
+            "virgl_renderer_capset_drm (union as large as u.amdgpu)",
+        ),
         (size_of::<CcmdReq>(), 16, "vdrm_ccmd_req"),
         (size_of::<CcmdRsp>(), 4, "vdrm_ccmd_rsp"),
         (size_of::<VdrmShmem>(), 8, "vdrm_shmem"),
@@ -758,7 +763,9 @@ fn native_context_layouts_match_virglrenderer() {
     assert_eq!(offset_of!(GemExecbuffer2Req, buffer_count), 32);
     assert_eq!(offset_of!(GemExecbuffer2Req, relocs_count), 44);
     assert_eq!(offset_of!(I915Shmem, banned_ctx_mask), 8);
-    assert_eq!(offset_of!(CapsetDrmI915, pci_device_id), 44);
+    assert_eq!(offset_of!(CapsetDrmI915, intel), 24);
+    assert_eq!(offset_of!(CapsetDrmIntel, pci_domain), 4);
+    assert_eq!(offset_of!(CapsetDrmIntel, pci_device_id), 6);
     assert_eq!(offset_of!(MemoryRegionInfo, probed_size), 8);
     assert_eq!(offset_of!(MemoryRegionInfo, probed_cpu_visible_size), 24);
     assert_eq!(offset_of!(ExecObject2, flags), 32);

@@ -270,9 +270,29 @@ impl NativeContext {
                     .map_err(|e| io::Error::other(e.to_string()))?,
             );
         }
+        // Like Mesa's vdrm_alloc_rsp: each response slot's `len` says how
+        // many bytes the guest's struct has; the host writes no more.
+        for p in &pending {
+            if let Some(off) = p.rsp_off {
+                self.set_response_len(vmm, off, p.rsp_len as u32)?;
+            }
+        }
         let stream = self.builder.take_stream();
         let (_, resp) = vmm.command(&submit_3d(self.ctx, &stream))?;
         Ok((resp, pending))
+    }
+
+    /// Writes `len` into the response slot at `rsp_off`, as the guest does
+    /// before sending a request.
+    pub fn set_response_len(&self, vmm: &Vmm, rsp_off: u32, len: u32) -> io::Result<()> {
+        let region = vmm
+            .hostmem
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no host-visible region"))?;
+        region.write(
+            self.shmem_offset + 16 + u64::from(rsp_off),
+            &len.to_le_bytes(),
+        )
     }
 
     /// The bytes of a response, read through the host-visible mapping.
@@ -336,6 +356,26 @@ impl NativeContext {
             0 => Ok(rsp.retained.get() != 0),
             e => Err(io::Error::other(format!("GEM_MADVISE of {res}: errno {e}"))),
         }
+    }
+
+    /// IOCTL_SIMPLE of `ioctl` with argument `arg`: the `ret` of its
+    /// response and the argument as the host sent it back (empty for ioctls
+    /// that write nothing back).
+    pub fn ioctl(&mut self, vmm: &mut Vmm, ioctl: u32, arg: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+        let (r, p) = self.submit(vmm, &[native::ioctl_simple(ioctl, arg)])?;
+        ok(r)?;
+        let bytes = self.response(vmm, &p[0])?;
+        let rsp = <native::IoctlSimpleRsp as zerocopy::FromBytes>::read_from_prefix(&bytes)
+            .map_err(|_| io::Error::other("IOCTL_SIMPLE response too short"))?
+            .0;
+        if rsp.hdr.len.get() as usize != bytes.len() {
+            return Err(io::Error::other(format!(
+                "IOCTL_SIMPLE response of {} bytes says len {}",
+                bytes.len(),
+                rsp.hdr.len.get()
+            )));
+        }
+        Ok((rsp.ret.get(), bytes[8..].to_vec()))
     }
 
     /// The shared blob's seqno (the last request the host finished).

@@ -153,6 +153,8 @@ fn native_context_queries_and_objects() {
         r.truncate(16);
         r
     });
+    // A guest sets the length of the response it expects (its `{len, ret}`).
+    nc.set_response_len(&vmm, 4096, 8).unwrap();
     let (r, p) = nc.submit(&mut vmm, &[getparam(4)]).unwrap();
     assert_eq!(r, Response::OkNoData);
     let region = vmm.hostmem.as_ref().unwrap();

@@ -87,7 +87,9 @@ fn capsets_describe_the_i915_native_context() {
         Response::CapsetInfo {
             capset_id: VIRTIO_GPU_CAPSET_DRM,
             max_version: 0,
-            max_size: 48
+            // sizeof(struct virgl_renderer_capset_drm): 24-byte head + the
+            // 136-byte union (drm_hw.h).
+            max_size: 160
         }
     );
     expect(&mut vmm, &info(1), ErrorCode::InvalidParameter);
@@ -103,8 +105,16 @@ fn capsets_describe_the_i915_native_context() {
     let Response::Capset(bytes) = r else {
         panic!("{r:?}")
     };
+    assert_eq!(bytes.len(), 160);
     let caps = CapsetDrmI915::read_from_bytes(&bytes).unwrap();
     assert_eq!(caps.header.context_type.get(), VIRTGPU_DRM_CONTEXT_I915);
+    // u.intel is {u8 bus, dev, func, revision; u16 domain, device_id}: Mesa
+    // reads the device id at byte 30; the emulated device has none (0).
+    assert_eq!(u16::from_le_bytes([bytes[30], bytes[31]]), 0);
+    assert!(
+        bytes[32..].iter().all(|b| *b == 0),
+        "the rest of the union is zero"
+    );
     assert_eq!(caps.header.wire_format_version.get(), 1);
     expect(
         &mut vmm,

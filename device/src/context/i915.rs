@@ -13,7 +13,7 @@
 //! forwarded to the host kernel on an Intel GPU, or on the emulated
 //! engine, whose fences signal after the configured execution time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use vgpu_backend::{
     BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority,
@@ -24,22 +24,21 @@ use zerocopy::IntoBytes;
 
 use crate::config::DeviceConfig;
 use crate::engine::Engine;
-use crate::resource::Resource;
+use crate::resource::{MapCaching, Resource};
 
+use super::gem_contexts::GemContexts;
 use super::i915_exec::{context_params, Execbuffer};
+use super::i915_ioctl::{ensure_default, new_context, set_context_param, SimpleCall};
 
 /// Largest response blob accepted (Mesa uses 16 KiB).
 pub const MAX_SHMEM_SIZE: u64 = 16 << 20;
-
-/// `DRM_IOCTL_I915_GEM_CONTEXT_DESTROY`: `_IOW('d', 0x40 + 0x2e, 8 bytes)`.
-pub const DRM_IOCTL_I915_GEM_CONTEXT_DESTROY: u32 = (1 << 30) | (8 << 16) | (0x64 << 8) | 0x6e;
 
 /// What the rest of the device lends a context while it executes.
 pub struct NativeEnv<'a> {
     /// The buffer manager.
     pub bm: &'a BufferManager,
     /// The VM's resources.
-    pub resources: &'a HashMap<u32, Resource>,
+    pub resources: &'a mut HashMap<u32, Resource>,
     /// The emulated engine.
     pub engine: &'a mut Engine,
     /// Device configuration.
@@ -67,15 +66,20 @@ pub struct I915Context {
     /// The response blob, once created.
     pub shmem: Option<Shmem>,
     /// Objects created by GEM_CREATE(_EXT) not yet turned into resources.
-    pub blobs: HashMap<u32, ObjectId>,
-    /// Guest GEM context id → kernel context id (0 on the emulated device).
-    gem_contexts: BTreeMap<u64, u32>,
-    /// The private kernel context that guest context 0 means on a host GPU
-    /// (never the DRM file's default context, which every guest context
-    /// of the daemon would share), created on first use.
-    default_context: Option<u32>,
-    next_gem_context: u64,
-    mmap_modes: HashMap<u32, u32>,
+    pub blobs: HashMap<u32, PendingBlob>,
+    /// GEM contexts and VMs.
+    gem: GemContexts,
+    /// `banned_ctx_mask` as last written to the response blob.
+    banned_ctx_mask: u64,
+}
+
+/// A GEM object not yet a resource (blob_id → object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingBlob {
+    /// Its buffer.
+    pub object: ObjectId,
+    /// The mapping caching configured at creation (WC for device memory).
+    pub map_caching: Option<MapCaching>,
 }
 
 /// What a SUBMIT_3D did.
@@ -93,10 +97,7 @@ pub struct SubmitOutcome {
 impl I915Context {
     /// A fresh context.
     pub fn new() -> Self {
-        Self {
-            next_gem_context: 1,
-            ..Self::default()
-        }
+        Self::default()
     }
 
     /// The capset bytes (DRM capset, i915 context type).
@@ -110,12 +111,11 @@ impl I915Context {
                 context_type: VIRTGPU_DRM_CONTEXT_I915.into(),
                 pad: 0.into(),
             },
-            pci_bus: 0.into(),
-            pci_dev: 0.into(),
-            pci_func: 0.into(),
-            pci_revision_id: 0.into(),
-            pci_domain: 0.into(),
-            pci_device_id: cfg.pci_device_id.into(),
+            intel: CapsetDrmIntel {
+                pci_device_id: cfg.pci_device_id.into(),
+                ..CapsetDrmIntel::default()
+            },
+            ..CapsetDrmI915::default()
         }
     }
 
@@ -171,6 +171,11 @@ impl I915Context {
         outcome
     }
 
+    /// Writes a response as virglrenderer does: the whole response must
+    /// fit the response memory at `rsp_off`; then `MIN(len the guest put
+    /// at rsp_off, response length)` bytes are written and that length is
+    /// stored (Mesa sets `rsp->len` to the size of the response struct it
+    /// knows, so an older guest never gets bytes past its struct).
     fn deliver(&self, bm: &BufferManager, rsp_off: u32, bytes: &[u8]) -> Result<(), String> {
         let shmem = self.shmem.ok_or("the context has no response blob")?;
         let base = size_of::<I915Shmem>() as u64;
@@ -182,8 +187,34 @@ impl I915Context {
                 bytes.len()
             ));
         }
-        bm.write(shmem.object, base + u64::from(rsp_off), bytes)
+        let at = base + u64::from(rsp_off);
+        let mut guest_len = [0u8; 4];
+        bm.read(shmem.object, at, &mut guest_len)
+            .map_err(|e| e.to_string())?;
+        let len = bytes.len().min(u32::from_le_bytes(guest_len) as usize);
+        bm.write(shmem.object, at, &bytes[..len])
+            .and_then(|()| bm.write(shmem.object, at, &(len as u32).to_le_bytes()))
             .map_err(|e| e.to_string())
+    }
+
+    /// Sets or clears GEM context `ctx`'s bit in the response blob's
+    /// `banned_ctx_mask` (contexts 0–63 have one).
+    pub(super) fn set_banned(&mut self, bm: &BufferManager, ctx: u64, banned: bool) {
+        let Some(bit) = 1u64.checked_shl(u32::try_from(ctx).unwrap_or(u32::MAX)) else {
+            return;
+        };
+        let mask = match banned {
+            true => self.banned_ctx_mask | bit,
+            false => self.banned_ctx_mask & !bit,
+        };
+        if mask == self.banned_ctx_mask {
+            return;
+        }
+        self.banned_ctx_mask = mask;
+        if let Some(shmem) = self.shmem {
+            let at = std::mem::offset_of!(I915Shmem, banned_ctx_mask) as u64;
+            let _ = bm.write(shmem.object, at, &mask.to_le_bytes());
+        }
     }
 
     /// Room for responses (to bound QUERYPARAM before allocating).
@@ -205,11 +236,11 @@ impl I915Context {
                     // The host GPU's own answer (features, topology, ids).
                     Some(kernel) => match kernel.getparam(param as i32) {
                         Ok(v) => (0, v as u32),
-                        Err(e) => (e.raw_os_error(), 0),
+                        Err(e) => (e.raw_os_error(), GETPARAM_UNSET),
                     },
                     None => match getparam(param, env.cfg) {
                         Some(v) => (0, v),
-                        None => (EINVAL, 0),
+                        None => (EINVAL, GETPARAM_UNSET),
                     },
                 };
                 Some(rsp(GetParamRsp {
@@ -221,14 +252,21 @@ impl I915Context {
             }
             I915Request::QueryParam(req) => Some(self.queryparam(req, env)),
             I915Request::GemCreate(req) => {
-                self.create_object(req.blob_id.get(), req.size.get(), Placement::system(), env);
+                let blob = (req.blob_id.get(), None);
+                self.create_object(blob, req.size.get(), Placement::system(), env);
                 None
             }
             I915Request::GemCreateExt { req, extensions } => {
+                // Device memory is mapped write-combined, whatever the
+                // object's placement ends up being (i915_ccmd.c).
+                let caching = wants_device_memory(extensions).then_some(MapCaching::WriteCombined);
                 match placement_from(extensions, env.bm) {
-                    Ok(placement) => {
-                        self.create_object(req.blob_id.get(), req.size.get(), placement, env)
-                    }
+                    Ok(placement) => self.create_object(
+                        (req.blob_id.get(), caching),
+                        req.size.get(),
+                        placement,
+                        env,
+                    ),
                     Err(why) => log::debug!("ctx {}: GEM_CREATE_EXT refused: {why}", env.ctx_id),
                 }
                 None
@@ -259,7 +297,14 @@ impl I915Context {
                         });
                         0
                     }
-                    Err(errno) => errno,
+                    Err(errno) => {
+                        // The kernel refuses a banned (hung) context with
+                        // EIO: the guest learns it from the mask.
+                        if errno == EIO {
+                            self.set_banned(env.bm, req.context_id.get(), true);
+                        }
+                        errno
+                    }
                 };
                 Some(rsp(GemExecbuffer2Rsp {
                     hdr: hdr::<GemExecbuffer2Rsp>(),
@@ -267,12 +312,12 @@ impl I915Context {
                 }))
             }
             I915Request::GemSetMmapMode(req) => {
-                let res_id = req.res_id.get();
-                match self.object_of(res_id, env) {
-                    Some(_) if req.flags.get() <= I915_MMAP_OFFSET_FIXED => {
-                        self.mmap_modes.insert(res_id, req.flags.get());
-                    }
-                    _ => log::debug!("ctx {}: SET_MMAP_MODE of {res_id} refused", env.ctx_id),
+                if let Err(why) = set_mmap_mode(req, env) {
+                    log::debug!(
+                        "ctx {}: SET_MMAP_MODE of {}: {why}",
+                        env.ctx_id,
+                        req.res_id.get()
+                    );
                 }
                 None
             }
@@ -293,7 +338,7 @@ impl I915Context {
             }
             I915Request::GemMadvise(req) => {
                 let target = match (req.res_id.get(), req.blob_id.get()) {
-                    (0, blob) => self.blobs.get(&blob).copied(),
+                    (0, blob) => self.blobs.get(&blob).map(|b| b.object),
                     (res, _) => self.object_of(res, env),
                 };
                 let madv = match req.madv.get() {
@@ -318,8 +363,8 @@ impl I915Context {
             }
             I915Request::GemClose(req) => {
                 let ret = match self.blobs.remove(&req.blob_id.get()) {
-                    Some(obj) => {
-                        let _ = env.bm.destroy(obj);
+                    Some(blob) => {
+                        let _ = env.bm.destroy(blob.object);
                         0
                     }
                     None => ENOENT,
@@ -330,39 +375,22 @@ impl I915Context {
                 }))
             }
             I915Request::IoctlSimple { req, payload } => {
-                let ioctl = req.cmd.get();
-                let ret = if ioctl == DRM_IOCTL_I915_GEM_CONTEXT_DESTROY {
-                    let id = payload
-                        .get(..4)
-                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                    match id.and_then(|id| self.gem_contexts.remove(&u64::from(id))) {
-                        Some(host) => {
-                            destroy_host_context(env.bm, host);
-                            0
-                        }
-                        None => ENOENT,
-                    }
-                } else {
-                    // The emulated device has no kernel driver to forward
-                    // the allow-listed ioctls to.
-                    ENOTTY
+                let mut call = SimpleCall {
+                    gem: &mut self.gem,
+                    env,
                 };
-                let mut out = rsp(IoctlSimpleRsp {
-                    hdr: hdr::<IoctlSimpleRsp>(),
-                    ret: I32::new(ret),
-                });
-                if ioc_reads(ioctl) {
-                    out.extend_from_slice(payload);
+                let (response, unban) = call.run(req.cmd.get(), payload);
+                if let Some(ctx) = unban {
+                    self.set_banned(env.bm, ctx, false);
                 }
-                set_len(&mut out);
-                Some(out)
+                Some(response)
             }
         }
     }
 
     fn create_object(
         &mut self,
-        blob_id: u32,
+        (blob_id, map_caching): (u32, Option<MapCaching>),
         size: u64,
         placement: Placement,
         env: &mut NativeEnv<'_>,
@@ -379,8 +407,14 @@ impl I915Context {
             return;
         }
         match env.bm.create(env.owner, size, placement, Priority::NORMAL) {
-            Ok(obj) => {
-                self.blobs.insert(blob_id, obj);
+            Ok(object) => {
+                self.blobs.insert(
+                    blob_id,
+                    PendingBlob {
+                        object,
+                        map_caching,
+                    },
+                );
             }
             Err(e) => log::debug!("ctx {}: GEM create of {size} bytes failed: {e}", env.ctx_id),
         }
@@ -399,20 +433,44 @@ impl I915Context {
         params: &[ContextSetParam<'_>],
         env: &NativeEnv<'_>,
     ) -> Result<u32, i32> {
-        let params = context_params(params)?;
-        if self.gem_contexts.len() >= env.cfg.limits.max_context_objects {
+        let limit = env.cfg.limits.max_context_objects;
+        if self.gem.len() >= limit {
             return Err(ENOMEM);
         }
-        let host = match env.bm.gpu_kernel() {
-            Some(kernel) => kernel
-                .context_create(&params)
-                .map_err(|e| e.raw_os_error())?,
-            None => 0,
+        let gem = &self.gem;
+        let kernel_params = context_params(params, |value| {
+            let id = u32::try_from(value).map_err(|_| ENOENT)?;
+            gem.vm(id).map(|vm| u64::from(vm.host)).ok_or(ENOENT)
+        })?;
+        let ctx = match env.bm.gpu_kernel() {
+            Some(kernel) => {
+                let host = kernel
+                    .context_create(&kernel_params)
+                    .map_err(|e| e.raw_os_error())?;
+                new_context(host, 0)
+            }
+            None => {
+                // The emulated device keeps what it can answer GETPARAM with.
+                let mut ctx = new_context(0, self.gem.new_vm_key());
+                for p in params {
+                    let p = &p.setparam.param;
+                    let vm = u32::try_from(p.value.get())
+                        .ok()
+                        .and_then(|id| self.gem.vm(id))
+                        .map(|vm| vm.key);
+                    match p.param.get() {
+                        I915_CONTEXT_PARAM_PRIORITY
+                        | I915_CONTEXT_PARAM_RECOVERABLE
+                        | I915_CONTEXT_PARAM_VM => set_context_param(&mut ctx, p, vm)?,
+                        _ => {}
+                    }
+                }
+                ctx
+            }
         };
-        let id = self.next_gem_context;
-        self.next_gem_context += 1;
-        self.gem_contexts.insert(id, host);
-        Ok(id as u32)
+        self.gem
+            .insert(ctx, limit)
+            .inspect_err(|_| destroy_host_context(env.bm, ctx.host))
     }
 
     fn execbuffer(
@@ -426,18 +484,14 @@ impl I915Context {
             .iter()
             .map(|b| self.object_of(b.handle.get(), env).ok_or(EINVAL))
             .collect::<Result<_, _>>()?;
-        let mut host_context = Execbuffer::check(req, &self.gem_contexts, &objects, env.bm)?;
-        let kernel = env.bm.gpu_kernel().cloned();
-        if let (Some(kernel), 0) = (&kernel, req.context_id.get()) {
-            host_context = match self.default_context {
-                Some(host) => host,
-                None => {
-                    let host = kernel.context_create(&[]).map_err(|e| e.raw_os_error())?;
-                    self.default_context = Some(host);
-                    host
-                }
-            };
+        let ctx_id = u32::try_from(req.context_id.get()).map_err(|_| ENOENT)?;
+        if ctx_id == 0 {
+            ensure_default(&mut self.gem, env)?;
         }
+        let ctx = self.gem.get_mut(ctx_id).ok_or(ENOENT)?;
+        ctx.finalized = true;
+        let host_context = ctx.host;
+        Execbuffer::check(req, &objects, env.bm)?;
         let exec = Execbuffer {
             req,
             buffers,
@@ -445,7 +499,7 @@ impl I915Context {
             objects,
             host_context,
         };
-        match kernel {
+        match env.bm.gpu_kernel().cloned() {
             Some(kernel) => exec.run_on_kernel(&kernel, env),
             None => exec.run_emulated(env),
         }
@@ -494,14 +548,21 @@ impl I915Context {
     /// Releases what the context still holds outside the resource table:
     /// objects not yet resources, and kernel GEM contexts.
     pub fn release(&mut self, bm: &BufferManager) {
-        for (_, obj) in self.blobs.drain() {
-            let _ = bm.destroy(obj);
+        for (_, blob) in self.blobs.drain() {
+            let _ = bm.destroy(blob.object);
         }
-        for (_, host) in std::mem::take(&mut self.gem_contexts) {
-            destroy_host_context(bm, host);
+        let (contexts, vms) = self.gem.drain();
+        for ctx in contexts {
+            destroy_host_context(bm, ctx.host);
         }
-        if let Some(host) = self.default_context.take() {
-            destroy_host_context(bm, host);
+        if let Some(kernel) = bm.gpu_kernel() {
+            for vm in vms.iter().filter(|vm| vm.host != 0) {
+                let mut destroy = GemVmControl {
+                    vm_id: vm.host.into(),
+                    ..GemVmControl::default()
+                };
+                let _ = kernel.ioctl_simple(DRM_IOCTL_I915_GEM_VM_DESTROY, destroy.as_mut_bytes());
+            }
         }
     }
 }
@@ -554,17 +615,90 @@ pub fn error_response(cmd: u32, errno: i32) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// GETPARAM answers of the emulated device (`None`: EINVAL).
-fn getparam(param: u32, cfg: &DeviceConfig) -> Option<u32> {
-    Some(match param {
-        4 => cfg.pci_device_id,                               // CHIPSET_ID
-        5 | 9 | 17 | 19 | 25 | 26 => 1, // HAS_GEM, EXECBUF2, LLC, WAIT_TIMEOUT, EXEC_NO_RELOC, HANDLE_LUT
-        30 | 40 => 4,                   // MMAP_VERSION, MMAP_GTT_VERSION
-        32 => 0,                        // REVISION
-        37 | 43 | 44 | 45 | 48 | 49 | 50 | 52 | 53 | 55 => 1, // softpin, async, fences, capture, batch first, isolation…
-        51 => 12_000_000,                                     // CS_TIMESTAMP_FREQUENCY
+/// GETPARAM's `value` when the kernel wrote none: virglrenderer starts
+/// from `int value = -1`.
+const GETPARAM_UNSET: u32 = u32::MAX;
+
+/// The emulated device's command-streamer timestamp frequency (Hz): the
+/// rate its REG_READ timestamp counts at (a Gen12 part's 19.2 MHz is not
+/// needed: Mesa reads the frequency from here).
+pub const EMULATED_TIMESTAMP_HZ: u32 = 12_000_000;
+
+/// GETPARAM answers of the emulated device (`None`: EINVAL, as the kernel
+/// answers parameters it does not know). It has every execbuffer feature
+/// Mesa's iris asks for; the engine runs nothing, so "supported" means the
+/// flag is accepted.
+fn getparam(p: u32, cfg: &DeviceConfig) -> Option<u32> {
+    use vgpu_proto::native::param::*;
+    Some(match p {
+        CHIPSET_ID => u32::from(cfg.pci_device_id),
+        REVISION => 0,
+        MMAP_VERSION | MMAP_GTT_VERSION => 4,
+        CS_TIMESTAMP_FREQUENCY => EMULATED_TIMESTAMP_HZ,
+        HAS_GEM
+        | HAS_EXECBUF2
+        | HAS_LLC
+        | HAS_WAIT_TIMEOUT
+        | HAS_EXEC_NO_RELOC
+        | HAS_EXEC_HANDLE_LUT
+        | HAS_EXEC_SOFTPIN
+        | HAS_EXEC_ASYNC
+        | HAS_EXEC_FENCE
+        | HAS_EXEC_CAPTURE
+        | HAS_EXEC_BATCH_FIRST
+        | HAS_EXEC_FENCE_ARRAY
+        | HAS_CONTEXT_ISOLATION
+        | MMAP_GTT_COHERENT
+        | HAS_EXEC_SUBMIT_FENCE
+        | HAS_EXEC_TIMELINE_FENCES => 1,
         _ => return None,
     })
+}
+
+/// Whether GEM_CREATE_EXT lists device-class memory among its placements.
+fn wants_device_memory(extensions: &[CreateExtension<'_>]) -> bool {
+    extensions.iter().any(|ext| match ext {
+        CreateExtension::MemoryRegions { regions, .. } => regions
+            .iter()
+            .any(|r| r.memory_class.get() == I915_MEMORY_CLASS_DEVICE),
+        _ => false,
+    })
+}
+
+/// GEM_SET_MMAP_MODE as virglrenderer's i915 context applies it: unknown
+/// resources are ignored; the first mode sticks (a later different one is
+/// refused); a resource the guest already maps keeps the caching it is
+/// mapped with.
+fn set_mmap_mode(req: &GemSetMmapModeReq, env: &mut NativeEnv<'_>) -> Result<(), String> {
+    let res_id = req.res_id.get();
+    let ctx_id = env.ctx_id;
+    let r = env
+        .resources
+        .get_mut(&res_id)
+        .filter(|r| r.contexts.contains(&ctx_id) && r.object().is_some())
+        .ok_or("not a buffer of this context")?;
+    if let (None, Some(mapping)) = (r.map_caching, r.mapping) {
+        // Mapped before being configured: the mapping's caching stays.
+        r.map_caching = Some(mapping.caching);
+        return Ok(());
+    }
+    let wanted = match req.flags.get() {
+        I915_MMAP_OFFSET_GTT | I915_MMAP_OFFSET_WC | I915_MMAP_OFFSET_FIXED => {
+            MapCaching::WriteCombined
+        }
+        I915_MMAP_OFFSET_WB => MapCaching::Cached,
+        I915_MMAP_OFFSET_UC => MapCaching::Uncached,
+        other => return Err(format!("unknown mmap mode {other}")),
+    };
+    match r.map_caching {
+        Some(configured) if configured != wanted => Err(format!(
+            "already configured as {configured:?}, {wanted:?} refused"
+        )),
+        _ => {
+            r.map_caching = Some(wanted);
+            Ok(())
+        }
+    }
 }
 
 /// GEM_CREATE_EXT placements → a placement list (first preferred, the
@@ -647,7 +781,7 @@ fn memory_regions(bm: &BufferManager) -> Vec<u8> {
     out
 }
 
-fn host_mem_total() -> u64 {
+pub(super) fn host_mem_total() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -678,12 +812,5 @@ mod tests {
             error_response(I915Command::GemCreate.value(), EINVAL).is_none(),
             "no response"
         );
-    }
-
-    #[test]
-    fn context_destroy_ioctl_number_matches_the_uapi() {
-        // _IOW('d', DRM_COMMAND_BASE + 0x2e, struct drm_i915_gem_context_destroy)
-        assert_eq!(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, 0x4008_646e);
-        assert_eq!(ioc_size(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY), 8);
     }
 }

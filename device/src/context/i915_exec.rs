@@ -20,7 +20,7 @@
 //! Must not: decode wire formats (guest-proto does) or write responses
 //! (the context does).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use vgpu_backend::intel::uapi::{
@@ -33,7 +33,10 @@ use vgpu_backend::intel::uapi::{
 use vgpu_backend::intel::{ContextParam, GemKernel, GpuExec};
 use vgpu_backend::{BoError, BufferManager, Fence, ObjectId, PinReason};
 use vgpu_proto::native::{
-    ContextSetParam, ExecObject2, GemExecbuffer2Req, RelocationEntry, EINVAL, ENOENT, ENOMEM, EPERM,
+    ContextSetParam, ExecObject2, GemExecbuffer2Req, RelocationEntry, EINVAL, ENOENT, ENOMEM,
+    EPERM, I915_CONTEXT_DEFAULT_PRIORITY, I915_CONTEXT_PARAM_BANNABLE, I915_CONTEXT_PARAM_ENGINES,
+    I915_CONTEXT_PARAM_PRIORITY, I915_CONTEXT_PARAM_RECOVERABLE, I915_CONTEXT_PARAM_SSEU,
+    I915_CONTEXT_PARAM_VM,
 };
 
 use super::i915::NativeEnv;
@@ -63,16 +66,12 @@ const GUEST_FENCE_FLAGS: u64 = I915_EXEC_FENCE_IN
 /// Exec-object flags a guest may pass (every `EXEC_OBJECT_*` up to CAPTURE).
 const GUEST_OBJECT_FLAGS: u64 = (EXEC_OBJECT_CAPTURE << 1) - 1;
 
-/// `I915_CONTEXT_PARAM_PRIORITY`.
-const PARAM_PRIORITY: u64 = 0x6;
-/// I915_CONTEXT_PARAM_BANNABLE.
-const PARAM_BANNABLE: u64 = 0x5;
-/// `I915_CONTEXT_PARAM_SSEU` (data: `drm_i915_gem_context_param_sseu`).
-const PARAM_SSEU: u64 = 0x7;
-/// `I915_CONTEXT_PARAM_VM`: a VM id, which guests have no way to make.
-const PARAM_VM: u64 = 0x9;
-/// `I915_CONTEXT_PARAM_ENGINES` (data: `i915_context_param_engines`).
-const PARAM_ENGINES: u64 = 0xa;
+/// `I915_CONTEXT_PARAM_NO_ERROR_CAPTURE`.
+const PARAM_NO_ERROR_CAPTURE: u64 = 0x4;
+/// `I915_CONTEXT_PARAM_PERSISTENCE`.
+const PARAM_PERSISTENCE: u64 = 0xb;
+/// `I915_CONTEXT_PARAM_PROTECTED_CONTENT`.
+const PARAM_PROTECTED_CONTENT: u64 = 0xd;
 /// `sizeof(struct drm_i915_gem_context_param_sseu)`.
 const SSEU_SIZE: usize = 32;
 
@@ -85,34 +84,51 @@ pub fn exec_flags(flags: u64) -> Result<u64, i32> {
     Ok(flags)
 }
 
-/// Checks GEM_CONTEXT_CREATE's setparams; the parameters to create a
-/// kernel context with.
-pub fn context_params(params: &[ContextSetParam<'_>]) -> Result<Vec<ContextParam>, i32> {
+/// Checks GEM_CONTEXT_CREATE's setparams against virglrenderer's list
+/// (`i915_ccmd_gem_context_create`) and what an unprivileged process may
+/// set; the parameters to create a kernel context with. `vm` turns a guest
+/// VM id into the kernel's (ENOENT if it names none).
+pub fn context_params(
+    params: &[ContextSetParam<'_>],
+    vm: impl Fn(u64) -> Result<u64, i32>,
+) -> Result<Vec<ContextParam>, i32> {
     let mut out = Vec::with_capacity(params.len());
     for p in params {
         let param = p.setparam.param.param.get();
-        let value = p.setparam.param.value.get();
+        let mut value = p.setparam.param.value.get();
         let data = match param {
             // Above-default priority is for privileged processes
             // (virglrenderer refuses it too).
-            PARAM_PRIORITY if (value as i64) > 0 => return Err(EPERM),
-            // An unbannable context is for privileged processes too: a
-            // guest that keeps hanging the GPU must get itself banned, not
-            // the daemon's DRM file.
-            PARAM_BANNABLE if value == 0 => return Err(EPERM),
-            PARAM_VM => return Err(EINVAL),
-            PARAM_SSEU if p.data.len() == SSEU_SIZE => p.data.to_vec(),
+            I915_CONTEXT_PARAM_PRIORITY if (value as i64) > I915_CONTEXT_DEFAULT_PRIORITY => {
+                return Err(EPERM)
+            }
+            // An unbannable context is for privileged processes too (the
+            // kernel wants CAP_SYS_ADMIN): a guest that keeps hanging the
+            // GPU must get itself banned, not the daemon's DRM file.
+            I915_CONTEXT_PARAM_BANNABLE if value == 0 => return Err(EPERM),
+            I915_CONTEXT_PARAM_VM if p.data.is_empty() => {
+                value = vm(value)?;
+                Vec::new()
+            }
+            I915_CONTEXT_PARAM_SSEU if p.data.len() == SSEU_SIZE => p.data.to_vec(),
             // `extensions` (the first u64) would be a guest pointer.
-            PARAM_ENGINES
+            I915_CONTEXT_PARAM_ENGINES
                 if p.data.len() >= 8
                     && (p.data.len() - 8) % 4 == 0
                     && p.data[..8].iter().all(|b| *b == 0) =>
             {
                 p.data.to_vec()
             }
-            PARAM_SSEU | PARAM_ENGINES => return Err(EINVAL),
-            // BAN_PERIOD … PROTECTED_CONTENT, LOW_LATENCY: plain values.
-            0x1..=0xe if p.data.is_empty() => Vec::new(),
+            PARAM_NO_ERROR_CAPTURE
+            | I915_CONTEXT_PARAM_BANNABLE
+            | I915_CONTEXT_PARAM_PRIORITY
+            | I915_CONTEXT_PARAM_RECOVERABLE
+            | PARAM_PERSISTENCE
+            | PARAM_PROTECTED_CONTENT
+                if p.data.is_empty() =>
+            {
+                Vec::new()
+            }
             _ => return Err(EINVAL),
         };
         out.push(ContextParam { param, value, data });
@@ -144,18 +160,13 @@ pub struct Execbuffer<'a> {
 }
 
 impl Execbuffer<'_> {
-    /// Validates the request against the context's state and the buffer
-    /// manager: context, flags, distinct objects, batch range.
+    /// Validates the request against the buffer manager: flags, distinct
+    /// objects, batch range.
     pub fn check(
         req: &GemExecbuffer2Req,
-        gem_contexts: &BTreeMap<u64, u32>,
         objects: &[ObjectId],
         bm: &BufferManager,
-    ) -> Result<u32, i32> {
-        let host_context = match req.context_id.get() {
-            0 => 0,
-            id => *gem_contexts.get(&id).ok_or(ENOENT)?,
-        };
+    ) -> Result<(), i32> {
         let flags = exec_flags(req.flags.get())?;
         if objects.is_empty() {
             return Err(EINVAL);
@@ -173,7 +184,7 @@ impl Execbuffer<'_> {
         if batch_end > batch_size {
             return Err(EINVAL);
         }
-        Ok(host_context)
+        Ok(())
     }
 
     /// Runs it on the emulated engine.
@@ -322,22 +333,47 @@ mod tests {
                 },
                 ..GemContextCreateExtSetparam::default()
             };
-            context_params(&[ContextSetParam {
-                setparam,
-                data: &[],
-            }])
-            .map(|p| p.len())
+            context_params(
+                &[ContextSetParam {
+                    setparam,
+                    data: &[],
+                }],
+                |vm| if vm == 3 { Ok(30) } else { Err(ENOENT) },
+            )
+            .map(|p| (p.len(), p[0].value))
         };
-        assert_eq!(set(PARAM_PRIORITY, 1), Err(EPERM), "above-default priority");
-        assert_eq!(set(PARAM_PRIORITY, (-512i64) as u64), Ok(1));
-        assert_eq!(set(PARAM_BANNABLE, 0), Err(EPERM), "unbannable");
-        assert_eq!(set(PARAM_BANNABLE, 1), Ok(1));
         assert_eq!(
-            set(PARAM_VM, 1),
-            Err(EINVAL),
-            "a VM id of the daemon's file"
+            set(I915_CONTEXT_PARAM_PRIORITY, 1),
+            Err(EPERM),
+            "above-default priority"
         );
-        assert_eq!(set(0xb, 0), Ok(1), "non-persistent is fine");
+        assert_eq!(
+            set(I915_CONTEXT_PARAM_PRIORITY, (-512i64) as u64),
+            Ok((1, (-512i64) as u64))
+        );
+        assert_eq!(
+            set(I915_CONTEXT_PARAM_BANNABLE, 0),
+            Err(EPERM),
+            "unbannable"
+        );
+        assert_eq!(set(I915_CONTEXT_PARAM_BANNABLE, 1), Ok((1, 1)));
+        assert_eq!(
+            set(I915_CONTEXT_PARAM_VM, 3),
+            Ok((1, 30)),
+            "a guest VM id becomes the kernel's"
+        );
+        assert_eq!(set(I915_CONTEXT_PARAM_VM, 4), Err(ENOENT));
+        assert_eq!(
+            set(PARAM_PERSISTENCE, 0),
+            Ok((1, 0)),
+            "non-persistent is fine"
+        );
+        assert_eq!(
+            set(0x1, 0),
+            Err(EINVAL),
+            "BAN_PERIOD: not in upstream's list"
+        );
+        assert_eq!(set(0x3, 0), Err(EINVAL), "GTT_SIZE cannot be set");
         assert_eq!(set(0x42, 0), Err(EINVAL), "unknown");
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! Must not: touch the virtqueues or the display.
 
+pub mod gem_contexts;
 pub mod i915;
 pub mod i915_exec;
+pub mod i915_ioctl;
 
 use vgpu_backend::OwnerId;
 

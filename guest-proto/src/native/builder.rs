@@ -243,6 +243,19 @@ pub fn gem_close(blob_id: u32) -> I915Request<'static> {
     })
 }
 
+/// IOCTL_SIMPLE of `ioctl` with its argument (`_IOC_SIZE(ioctl)` bytes,
+/// e.g. a uapi struct's `as_bytes()`).
+pub fn ioctl_simple(ioctl: u32, arg: &[u8]) -> I915Request<'_> {
+    I915Request::IoctlSimple {
+        req: IoctlSimpleReq {
+            hdr: hdr(),
+            cmd: ioctl.into(),
+            pad: 0.into(),
+        },
+        payload: arg,
+    }
+}
+
 /// GEM_CONTEXT_CREATE without setparams.
 pub fn gem_context_create(flags: u32) -> I915Request<'static> {
     I915Request::GemContextCreate {

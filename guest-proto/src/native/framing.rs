@@ -3,7 +3,7 @@
 //! the request and response headers, the shared response-memory header, and
 //! the splitting of a SUBMIT_3D stream into requests.
 
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::FromBytes;
 
 use crate::macros::wire_struct;
@@ -41,23 +41,43 @@ wire_struct! {
 }
 
 wire_struct! {
-    /// The DRM capset as the i915 context fills it: the common head and the
-    /// `u.intel` member (the PCI identity of the host GPU).
+    /// `u.intel` of `virgl_renderer_capset_drm` (virglrenderer and Mesa
+    /// `drm_hw.h`): the PCI identity of the host GPU, packed in 8 bytes.
+    pub struct CapsetDrmIntel {
+        /// PCI bus.
+        pub pci_bus: u8,
+        /// PCI device.
+        pub pci_dev: u8,
+        /// PCI function.
+        pub pci_func: u8,
+        /// PCI revision.
+        pub pci_revision_id: u8,
+        /// PCI domain.
+        pub pci_domain: U16,
+        /// PCI device id (Mesa picks its device tables with it).
+        pub pci_device_id: U16,
+    }
+}
+
+/// Size of the union `u` of `virgl_renderer_capset_drm` as every build
+/// compiles it: its largest member is `amdgpu` without libdrm's types
+/// (`address32_hi`, a flags word and `marketing_name[128]`); `msm` is 96
+/// bytes, `intel` 8. (A virglrenderer built with amdgpu support adds
+/// libdrm's `amdgpu_gpu_info`; guests zero the capset before reading it
+/// and take what the host sends, so a shorter capset reads as zeros.)
+pub const CAPSET_DRM_UNION_SIZE: usize = 136;
+
+wire_struct! {
+    /// The whole DRM capset as the i915 context sends it: the common head,
+    /// `u.intel`, and the rest of the union zeroed (zero is "not supported
+    /// by the host" for every capability added later).
     pub struct CapsetDrmI915 {
         /// Common head.
         pub header: CapsetDrmHeader,
-        /// PCI bus.
-        pub pci_bus: U32,
-        /// PCI device.
-        pub pci_dev: U32,
-        /// PCI function.
-        pub pci_func: U32,
-        /// PCI revision.
-        pub pci_revision_id: U32,
-        /// PCI domain.
-        pub pci_domain: U32,
-        /// PCI device id (Mesa picks its device tables with it).
-        pub pci_device_id: U32,
+        /// `u.intel`.
+        pub intel: CapsetDrmIntel,
+        /// The rest of the union.
+        pub rest: [u8; CAPSET_DRM_UNION_SIZE - size_of::<CapsetDrmIntel>()],
     }
 }
 

@@ -522,22 +522,14 @@ pub const fn ioc_reads(ioctl: u32) -> bool {
     (ioctl >> 30) & IOC_READ != 0
 }
 
-fn read_exact<T: FromBytes + KnownLayout + Immutable>(
-    cmd: I915Command,
-    bytes: &[u8],
-) -> Result<T, CcmdError> {
-    if bytes.len() != size_of::<T>() {
-        return Err(CcmdError::BadLength {
-            cmd,
-            len: bytes.len(),
-            expected: size_of::<T>(),
-        });
-    }
-    T::read_from_bytes(bytes).map_err(|_| CcmdError::BadLength {
-        cmd,
-        len: bytes.len(),
-        expected: size_of::<T>(),
-    })
+/// Reads a fixed-size request as virglrenderer does: a shorter request (an
+/// older guest) reads as if zero-extended, bytes past the struct (a newer
+/// guest's fields) are ignored.
+fn read_fixed<T: FromBytes + IntoBytes + KnownLayout + Immutable>(bytes: &[u8]) -> T {
+    let mut value = T::new_zeroed();
+    let n = bytes.len().min(size_of::<T>());
+    value.as_mut_bytes()[..n].copy_from_slice(&bytes[..n]);
+    value
 }
 
 /// Reads `T` at the front, then checks that exactly `tail(&T)` bytes follow.
@@ -596,14 +588,14 @@ impl<'a> I915Request<'a> {
                 }
                 I915Request::IoctlSimple { req, payload }
             }
-            I915Command::GetParam => I915Request::GetParam(read_exact(cmd, bytes)?),
-            I915Command::QueryParam => I915Request::QueryParam(read_exact(cmd, bytes)?),
-            I915Command::GemCreate => I915Request::GemCreate(read_exact(cmd, bytes)?),
-            I915Command::GemSetMmapMode => I915Request::GemSetMmapMode(read_exact(cmd, bytes)?),
-            I915Command::GemBusy => I915Request::GemBusy(read_exact(cmd, bytes)?),
-            I915Command::GemClose => I915Request::GemClose(read_exact(cmd, bytes)?),
+            I915Command::GetParam => I915Request::GetParam(read_fixed(bytes)),
+            I915Command::QueryParam => I915Request::QueryParam(read_fixed(bytes)),
+            I915Command::GemCreate => I915Request::GemCreate(read_fixed(bytes)),
+            I915Command::GemSetMmapMode => I915Request::GemSetMmapMode(read_fixed(bytes)),
+            I915Command::GemBusy => I915Request::GemBusy(read_fixed(bytes)),
+            I915Command::GemClose => I915Request::GemClose(read_fixed(bytes)),
             I915Command::GemMadvise => {
-                let req: GemMadviseReq = read_exact(cmd, bytes)?;
+                let req: GemMadviseReq = read_fixed(bytes);
                 let (res_id, blob_id) = (req.res_id.get(), req.blob_id.get());
                 if (res_id == 0) == (blob_id == 0) {
                     return Err(CcmdError::MadviseTarget { res_id, blob_id });
@@ -895,4 +887,49 @@ fn decode_setparams(payload: &[u8]) -> Result<Vec<ContextSetParam<'_>>, CcmdErro
         offset += size_of::<GemContextCreateExtSetparam>() + n;
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(mut bytes: Vec<u8>, len: usize) -> Vec<u8> {
+        bytes.resize(len, 0xee);
+        bytes[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> I915Request<'_> {
+        let (hdr, _) = CcmdReq::read_from_prefix(bytes).unwrap();
+        I915Request::decode(RawCcmd { hdr, bytes }).unwrap()
+    }
+
+    #[test]
+    fn fixed_requests_read_like_upstream_whatever_their_length() {
+        // drm_context.c copies hdr->len bytes into a buffer of
+        // MAX(struct size, len) and zero-fills the rest.
+        let full = GetParamReq {
+            hdr: CcmdReq {
+                cmd: I915Command::GetParam.value().into(),
+                ..CcmdReq::default()
+            },
+            param: 7.into(),
+            value: 9.into(),
+        };
+        let older_guest = framed(full.as_bytes().to_vec(), 20);
+        let I915Request::GetParam(got) = decode(&older_guest) else {
+            panic!("not a GETPARAM")
+        };
+        assert_eq!((got.param.get(), got.value.get()), (7, 0));
+        let newer_guest = framed(full.as_bytes().to_vec(), 32);
+        let I915Request::GetParam(got) = decode(&newer_guest) else {
+            panic!("not a GETPARAM")
+        };
+        assert_eq!((got.param.get(), got.value.get()), (7, 9));
+        let header_only = framed(full.as_bytes().to_vec(), 16);
+        let I915Request::GetParam(got) = decode(&header_only) else {
+            panic!("not a GETPARAM")
+        };
+        assert_eq!(got.param.get(), 0);
+    }
 }

@@ -225,3 +225,249 @@ wire_struct! {
         pub rsvd1: [U64; 6],
     }
 }
+
+/// `_IOC_WRITE`: the kernel reads the argument.
+const IOC_WRITE: u32 = 1;
+/// `_IOC_READ`: the kernel writes the argument back.
+const IOC_READ_DIR: u32 = 2;
+/// `DRM_COMMAND_BASE`: driver ioctls start here.
+const DRM_COMMAND_BASE: u32 = 0x40;
+
+/// `DRM_IOC(dir, DRM_COMMAND_BASE + nr, size)` with DRM's type `'d'`.
+const fn drm_ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    (dir << 30) | ((size as u32) << 16) | ((b'd' as u32) << 8) | (DRM_COMMAND_BASE + nr)
+}
+
+/// `DRM_IOCTL_I915_GEM_SET_DOMAIN`: `DRM_IOW(0x1f, drm_i915_gem_set_domain)`.
+pub const DRM_IOCTL_I915_GEM_SET_DOMAIN: u32 = drm_ioc(IOC_WRITE, 0x1f, size_of::<GemSetDomain>());
+/// `DRM_IOCTL_I915_GEM_SET_TILING`: `DRM_IOWR(0x21, drm_i915_gem_set_tiling)`.
+pub const DRM_IOCTL_I915_GEM_SET_TILING: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x21, size_of::<GemSetTiling>());
+/// `DRM_IOCTL_I915_GEM_GET_TILING`: `DRM_IOWR(0x22, drm_i915_gem_get_tiling)`.
+pub const DRM_IOCTL_I915_GEM_GET_TILING: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x22, size_of::<GemGetTiling>());
+/// `DRM_IOCTL_I915_GEM_GET_APERTURE`: `DRM_IOR(0x23, drm_i915_gem_get_aperture)`.
+pub const DRM_IOCTL_I915_GEM_GET_APERTURE: u32 =
+    drm_ioc(IOC_READ_DIR, 0x23, size_of::<GemGetAperture>());
+/// `DRM_IOCTL_I915_GEM_CONTEXT_CREATE`: `DRM_IOWR(0x2d, drm_i915_gem_context_create)`.
+pub const DRM_IOCTL_I915_GEM_CONTEXT_CREATE: u32 = drm_ioc(
+    IOC_WRITE | IOC_READ_DIR,
+    0x2d,
+    size_of::<GemContextCreate>(),
+);
+/// `DRM_IOCTL_I915_GEM_CONTEXT_DESTROY`: `DRM_IOW(0x2e, drm_i915_gem_context_destroy)`.
+pub const DRM_IOCTL_I915_GEM_CONTEXT_DESTROY: u32 =
+    drm_ioc(IOC_WRITE, 0x2e, size_of::<GemContextDestroy>());
+/// `DRM_IOCTL_I915_REG_READ`: `DRM_IOWR(0x31, drm_i915_reg_read)`.
+pub const DRM_IOCTL_I915_REG_READ: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x31, size_of::<RegRead>());
+/// `DRM_IOCTL_I915_GET_RESET_STATS`: `DRM_IOWR(0x32, drm_i915_reset_stats)`.
+pub const DRM_IOCTL_I915_GET_RESET_STATS: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x32, size_of::<ResetStats>());
+/// `DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM`: `DRM_IOWR(0x34, drm_i915_gem_context_param)`.
+pub const DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x34, size_of::<GemContextParam>());
+/// `DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM`: `DRM_IOWR(0x35, drm_i915_gem_context_param)`.
+pub const DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x35, size_of::<GemContextParam>());
+/// `DRM_IOCTL_I915_GEM_VM_CREATE`: `DRM_IOWR(0x3a, drm_i915_gem_vm_control)`.
+pub const DRM_IOCTL_I915_GEM_VM_CREATE: u32 =
+    drm_ioc(IOC_WRITE | IOC_READ_DIR, 0x3a, size_of::<GemVmControl>());
+/// `DRM_IOCTL_I915_GEM_VM_DESTROY`: `DRM_IOW(0x3b, drm_i915_gem_vm_control)`.
+pub const DRM_IOCTL_I915_GEM_VM_DESTROY: u32 = drm_ioc(IOC_WRITE, 0x3b, size_of::<GemVmControl>());
+
+/// `I915_CONTEXT_PARAM_GTT_SIZE`.
+pub const I915_CONTEXT_PARAM_GTT_SIZE: u64 = 0x3;
+/// `I915_CONTEXT_PARAM_BANNABLE`.
+pub const I915_CONTEXT_PARAM_BANNABLE: u64 = 0x5;
+/// `I915_CONTEXT_PARAM_PRIORITY`.
+pub const I915_CONTEXT_PARAM_PRIORITY: u64 = 0x6;
+/// `I915_CONTEXT_PARAM_SSEU`.
+pub const I915_CONTEXT_PARAM_SSEU: u64 = 0x7;
+/// `I915_CONTEXT_PARAM_RECOVERABLE`.
+pub const I915_CONTEXT_PARAM_RECOVERABLE: u64 = 0x8;
+/// `I915_CONTEXT_PARAM_VM`.
+pub const I915_CONTEXT_PARAM_VM: u64 = 0x9;
+/// `I915_CONTEXT_PARAM_ENGINES`.
+pub const I915_CONTEXT_PARAM_ENGINES: u64 = 0xa;
+/// `I915_CONTEXT_DEFAULT_PRIORITY`.
+pub const I915_CONTEXT_DEFAULT_PRIORITY: i64 = 0;
+/// `I915_CONTEXT_MAX_USER_PRIORITY`.
+pub const I915_CONTEXT_MAX_USER_PRIORITY: i64 = 1023;
+/// `I915_CONTEXT_MIN_USER_PRIORITY`.
+pub const I915_CONTEXT_MIN_USER_PRIORITY: i64 = -1023;
+
+/// `I915_TILING_NONE`.
+pub const I915_TILING_NONE: u32 = 0;
+/// `I915_TILING_X`.
+pub const I915_TILING_X: u32 = 1;
+/// `I915_TILING_Y`.
+pub const I915_TILING_Y: u32 = 2;
+/// `I915_BIT_6_SWIZZLE_NONE`.
+pub const I915_BIT_6_SWIZZLE_NONE: u32 = 0;
+
+/// `I915_GEM_DOMAIN_CPU`.
+pub const I915_GEM_DOMAIN_CPU: u32 = 0x1;
+/// `I915_GEM_GPU_DOMAINS`: RENDER, SAMPLER, COMMAND, INSTRUCTION, VERTEX.
+pub const I915_GEM_GPU_DOMAINS: u32 = 0x3e;
+/// `I915_GEM_DOMAIN_GTT`.
+pub const I915_GEM_DOMAIN_GTT: u32 = 0x40;
+/// `I915_GEM_DOMAIN_WC`.
+pub const I915_GEM_DOMAIN_WC: u32 = 0x80;
+
+wire_struct! {
+    /// `struct drm_i915_gem_set_domain`.
+    pub struct GemSetDomain {
+        /// GEM handle (in IOCTL_SIMPLE: a resource id).
+        pub handle: U32,
+        /// Domains the CPU will read through.
+        pub read_domains: U32,
+        /// Domain it will write through (0 or `read_domains`).
+        pub write_domain: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_set_tiling`.
+    pub struct GemSetTiling {
+        /// GEM handle (in IOCTL_SIMPLE: a resource id).
+        pub handle: U32,
+        /// `I915_TILING_*`.
+        pub tiling_mode: U32,
+        /// Row pitch of the tiled surface.
+        pub stride: U32,
+        /// Written back: `I915_BIT_6_SWIZZLE_*`.
+        pub swizzle_mode: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_get_tiling`.
+    pub struct GemGetTiling {
+        /// GEM handle (in IOCTL_SIMPLE: a resource id).
+        pub handle: U32,
+        /// Written back: `I915_TILING_*`.
+        pub tiling_mode: U32,
+        /// Written back: `I915_BIT_6_SWIZZLE_*`.
+        pub swizzle_mode: U32,
+        /// Written back: the swizzling the hardware really does.
+        pub phys_swizzle_mode: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_get_aperture`.
+    pub struct GemGetAperture {
+        /// Written back: total size of the aperture.
+        pub aper_size: U64,
+        /// Written back: what is not pinned.
+        pub aper_available_size: U64,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_context_create` (the 8-byte form of
+    /// CONTEXT_CREATE(_EXT); `pad` is where `_EXT` has `flags`).
+    pub struct GemContextCreate {
+        /// Written back: the new context's id.
+        pub ctx_id: U32,
+        /// Must be 0 (the `_EXT` flags).
+        pub pad: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_context_destroy`.
+    pub struct GemContextDestroy {
+        /// The context.
+        pub ctx_id: U32,
+        /// Must be 0.
+        pub pad: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_reg_read`.
+    pub struct RegRead {
+        /// Register offset; bit 0 is `I915_REG_READ_8B_WA`.
+        pub offset: U64,
+        /// Written back: the value.
+        pub val: U64,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_reset_stats`.
+    pub struct ResetStats {
+        /// The context (0: the file's default).
+        pub ctx_id: U32,
+        /// Must be 0.
+        pub flags: U32,
+        /// Written back: GPU resets seen (privileged; 0 otherwise).
+        pub reset_count: U32,
+        /// Written back: batches of this context active at a hang.
+        pub batch_active: U32,
+        /// Written back: batches of this context queued at a hang.
+        pub batch_pending: U32,
+        /// Must be 0.
+        pub pad: U32,
+    }
+}
+
+wire_struct! {
+    /// `struct drm_i915_gem_vm_control`.
+    pub struct GemVmControl {
+        /// Extension chain (must be 0 here).
+        pub extensions: U64,
+        /// Must be 0.
+        pub flags: U32,
+        /// The VM (written back by VM_CREATE).
+        pub vm_id: U32,
+    }
+}
+
+/// `I915_PARAM_*` numbers of GETPARAM that vgpu's emulated device answers.
+pub mod param {
+    /// `I915_PARAM_CHIPSET_ID`: the PCI device id.
+    pub const CHIPSET_ID: u32 = 4;
+    /// `I915_PARAM_HAS_GEM`.
+    pub const HAS_GEM: u32 = 5;
+    /// `I915_PARAM_HAS_EXECBUF2`.
+    pub const HAS_EXECBUF2: u32 = 9;
+    /// `I915_PARAM_HAS_LLC`: CPU and GPU share the last-level cache.
+    pub const HAS_LLC: u32 = 17;
+    /// `I915_PARAM_HAS_WAIT_TIMEOUT`.
+    pub const HAS_WAIT_TIMEOUT: u32 = 19;
+    /// `I915_PARAM_HAS_EXEC_NO_RELOC`.
+    pub const HAS_EXEC_NO_RELOC: u32 = 25;
+    /// `I915_PARAM_HAS_EXEC_HANDLE_LUT`.
+    pub const HAS_EXEC_HANDLE_LUT: u32 = 26;
+    /// `I915_PARAM_MMAP_VERSION`.
+    pub const MMAP_VERSION: u32 = 30;
+    /// `I915_PARAM_REVISION`: the PCI revision.
+    pub const REVISION: u32 = 32;
+    /// `I915_PARAM_HAS_EXEC_SOFTPIN`.
+    pub const HAS_EXEC_SOFTPIN: u32 = 37;
+    /// `I915_PARAM_MMAP_GTT_VERSION`.
+    pub const MMAP_GTT_VERSION: u32 = 40;
+    /// `I915_PARAM_HAS_EXEC_ASYNC`.
+    pub const HAS_EXEC_ASYNC: u32 = 43;
+    /// `I915_PARAM_HAS_EXEC_FENCE`.
+    pub const HAS_EXEC_FENCE: u32 = 44;
+    /// `I915_PARAM_HAS_EXEC_CAPTURE`.
+    pub const HAS_EXEC_CAPTURE: u32 = 45;
+    /// `I915_PARAM_HAS_EXEC_BATCH_FIRST`.
+    pub const HAS_EXEC_BATCH_FIRST: u32 = 48;
+    /// `I915_PARAM_HAS_EXEC_FENCE_ARRAY`.
+    pub const HAS_EXEC_FENCE_ARRAY: u32 = 49;
+    /// `I915_PARAM_HAS_CONTEXT_ISOLATION`.
+    pub const HAS_CONTEXT_ISOLATION: u32 = 50;
+    /// `I915_PARAM_CS_TIMESTAMP_FREQUENCY`: command-streamer timestamp Hz.
+    pub const CS_TIMESTAMP_FREQUENCY: u32 = 51;
+    /// `I915_PARAM_MMAP_GTT_COHERENT`.
+    pub const MMAP_GTT_COHERENT: u32 = 52;
+    /// `I915_PARAM_HAS_EXEC_SUBMIT_FENCE`.
+    pub const HAS_EXEC_SUBMIT_FENCE: u32 = 53;
+    /// `I915_PARAM_HAS_EXEC_TIMELINE_FENCES`.
+    pub const HAS_EXEC_TIMELINE_FENCES: u32 = 55;
+}

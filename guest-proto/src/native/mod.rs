@@ -6,7 +6,7 @@
 //!
 //! | struct | layout | notes |
 //! |---|---|---|
-//! | capset DRM (id 6) | `{wire_format_version, version_major, version_minor, version_patchlevel, context_type, pad}` then for i915 (`context_type` 3) `{pci_bus, pci_dev, pci_func, pci_revision_id, pci_domain, pci_device_id}` — 48 bytes, all `u32` | [`CapsetDrmI915`] |
+//! | capset DRM (id 6) | `{wire_format_version, version_major, version_minor, version_patchlevel, context_type, pad}` then the union `u`: for i915 (`context_type` 3) `u.intel` = `{pci_bus u8, pci_dev u8, pci_func u8, pci_revision_id u8, pci_domain u16, pci_device_id u16}`; the union is 136 bytes, the capset 160 | [`CapsetDrmI915`] |
 //! | request header | `{cmd u32, len u32, seqno u32, rsp_off u32}` | `len` covers the whole request, ≥ 16, multiple of 4 |
 //! | response header | `{len u32}` | written at `rsp_off` of the response memory |
 //! | shared blob header | `{seqno u32, rsp_mem_offset u32}`, i915 adds `banned_ctx_mask u64` | blob_id 0 of the context; `seqno` is written after the response |

@@ -9,6 +9,9 @@
 //! DONTNEED, the host's soft limit or an admin purge takes them, and
 //! retained = 0 for exactly those while the rest keep their data.
 //!
+//! The native-ioctl subtest runs what Mesa's i915 driver sends through
+//! IOCTL_SIMPLE (contexts, VMs, their parameters, the GPU timestamp).
+//!
 //! They need a VMM that forwards RESOURCE_BLOB, the host-visible region and
 //! CONTEXT_INIT; without one they SKIP and say so.
 
@@ -20,10 +23,17 @@ use drm::control::Device as _;
 use vgpu_guest_test::pattern::{fill_bars, Bars};
 use vgpu_guest_test::protocol::{BLOB_SCREEN_READY, PURGE_REQUEST};
 use vgpu_proto::native::{
-    gem_create_ext, gem_madvise_resource, read_response, read_shmem_header, CcmdBuilder,
-    GemMadviseRsp, I915Request, MemoryClassInstance, Pending, I915_MADV_DONTNEED,
-    I915_MADV_WILLNEED, I915_MEMORY_CLASS_SYSTEM, MESA_SHMEM_SIZE,
+    gem_create_ext, gem_madvise_resource, ioctl_simple, read_response, read_shmem_header,
+    CcmdBuilder, GemContextCreate, GemContextDestroy, GemContextParam, GemMadviseRsp, GemVmControl,
+    I915Request, IoctlSimpleRsp, MemoryClassInstance, Pending, RegRead, ResetStats,
+    DRM_IOCTL_I915_GEM_CONTEXT_CREATE, DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+    DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM, DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM,
+    DRM_IOCTL_I915_GEM_VM_CREATE, DRM_IOCTL_I915_GEM_VM_DESTROY, DRM_IOCTL_I915_GET_RESET_STATS,
+    DRM_IOCTL_I915_REG_READ, EINVAL, I915_CONTEXT_PARAM_GTT_SIZE, I915_CONTEXT_PARAM_PRIORITY,
+    I915_CONTEXT_PARAM_RECOVERABLE, I915_CONTEXT_PARAM_VM, I915_MADV_DONTNEED, I915_MADV_WILLNEED,
+    I915_MEMORY_CLASS_SYSTEM, MESA_SHMEM_SIZE,
 };
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::card::Card;
 use crate::console;
@@ -39,14 +49,19 @@ const BLOB_SIZE: u64 = 1 << 20;
 /// Blobs of the pressure scenario (half of them DONTNEED).
 const PRESSURE_BLOBS: usize = 24;
 /// The subtests, in the order they report.
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "native-context",
+    "native-ioctl",
     "blob-map",
     "blob-share",
     "blob-scanout",
     "madvise-purge",
     "pressure-purge",
 ];
+/// `DRM_IOCTL_I915_GEM_CREATE`: outside IOCTL_SIMPLE's allow-list.
+const DRM_IOCTL_I915_GEM_CREATE_IOWR: u32 = 0xC010_645B;
+/// `RING_TIMESTAMP(RENDER_RING_BASE)`, the register REG_READ allows.
+const RENDER_RING_TIMESTAMP: u64 = 0x2358;
 /// `O_CLOEXEC | O_RDWR` for PRIME exports.
 const PRIME_FLAGS: u32 = 0o2_000_000 | 0o2;
 
@@ -159,6 +174,21 @@ impl Native {
         for r in requests {
             pending.push(self.builder.push(r).map_err(|e| format!("{e:?}"))?);
         }
+        // Like Mesa's vdrm_alloc_rsp: each response slot's `len` says how
+        // many bytes this guest's struct has; the host writes no more.
+        let rsp_start =
+            read_shmem_header(self.shmem.bytes()).map_or(0, |h| h.rsp_mem_offset.get() as usize);
+        for p in &pending {
+            if let Some(off) = p.rsp_off {
+                let at = rsp_start + off as usize;
+                let len = (p.rsp_len as u32).to_le_bytes();
+                self.shmem
+                    .bytes_mut()
+                    .get_mut(at..at + 4)
+                    .ok_or("response slot past the blob")?
+                    .copy_from_slice(&len);
+            }
+        }
         let stream = self.builder.take_stream();
         uapi::execbuffer(self.card.as_fd(), &stream).map_err(|e| format!("EXECBUFFER: {e}"))?;
         let last = pending.last().map_or(0, |p| p.seqno);
@@ -175,6 +205,28 @@ impl Native {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// IOCTL_SIMPLE of `ioctl` on `arg`: the host's `ret` and the argument
+    /// it sent back.
+    fn ioctl(&mut self, ioctl: u32, arg: &[u8]) -> Result<(i32, Vec<u8>), String> {
+        let p = self.submit(&[ioctl_simple(ioctl, arg)])?;
+        let header = read_shmem_header(self.shmem.bytes()).ok_or("no shmem header")?;
+        let rsp_mem = &self.shmem.bytes()[header.rsp_mem_offset.get() as usize..];
+        let off = p[0].rsp_off.ok_or("IOCTL_SIMPLE has no response slot")? as usize;
+        let bytes = rsp_mem
+            .get(off..off + p[0].rsp_len)
+            .ok_or("IOCTL_SIMPLE response out of bounds")?;
+        let rsp: IoctlSimpleRsp =
+            read_response(rsp_mem, off as u32).ok_or("IOCTL_SIMPLE response out of bounds")?;
+        if rsp.hdr.len.get() as usize != p[0].rsp_len {
+            return Err(format!(
+                "IOCTL_SIMPLE {ioctl:#x}: response len {}, the guest asked for {}",
+                rsp.hdr.len.get(),
+                p[0].rsp_len
+            ));
+        }
+        Ok((rsp.ret.get(), bytes[8..].to_vec()))
     }
 
     /// GEM_MADVISE of resource `res`: the host's `retained`.
@@ -283,12 +335,133 @@ pub fn run(card: &Card, params: &Params, purge_wait: Duration) -> Vec<(&'static 
         ),
     ));
     let result = |r: Result<String, String>| r.map_or_else(Outcome::Fail, Outcome::Pass);
-    out.push((NAMES[1], result(blob_map(&mut a))));
-    out.push((NAMES[2], result(blob_share(&mut a, &mut b))));
-    out.push((NAMES[3], result(blob_scanout(card, &mut a, purge_wait))));
-    out.push((NAMES[4], result(madvise_purge(&mut b, purge_wait))));
-    out.push((NAMES[5], result(pressure_purge(&mut a, purge_wait))));
+    out.push((NAMES[1], result(native_ioctl(&mut b))));
+    out.push((NAMES[2], result(blob_map(&mut a))));
+    out.push((NAMES[3], result(blob_share(&mut a, &mut b))));
+    out.push((NAMES[4], result(blob_scanout(card, &mut a, purge_wait))));
+    out.push((NAMES[5], result(madvise_purge(&mut b, purge_wait))));
+    out.push((NAMES[6], result(pressure_purge(&mut a, purge_wait))));
     out
+}
+
+/// What Mesa's i915 driver asks through IOCTL_SIMPLE while it sets up a
+/// screen and a context: a GEM context and a VM, the context's address
+/// space size, recoverability and priority, the GPU timestamp, the reset
+/// statistics; and an ioctl outside the allow-list refused.
+fn native_ioctl(n: &mut Native) -> Result<String, String> {
+    let run = |n: &mut Native, what: &str, ioctl: u32, arg: &[u8]| {
+        let (ret, back) = n.ioctl(ioctl, arg)?;
+        match ret {
+            0 => Ok(back),
+            e => Err(format!("{what}: errno {e}")),
+        }
+    };
+    let back = run(
+        n,
+        "VM_CREATE",
+        DRM_IOCTL_I915_GEM_VM_CREATE,
+        GemVmControl::default().as_bytes(),
+    )?;
+    let vm = GemVmControl::read_from_bytes(&back).map_err(|_| "VM_CREATE: short reply")?;
+    let back = run(
+        n,
+        "CONTEXT_CREATE",
+        DRM_IOCTL_I915_GEM_CONTEXT_CREATE,
+        GemContextCreate::default().as_bytes(),
+    )?;
+    let ctx = GemContextCreate::read_from_bytes(&back)
+        .map_err(|_| "CONTEXT_CREATE: short reply")?
+        .ctx_id
+        .get();
+    let param = |param: u64, value: u64| GemContextParam {
+        ctx_id: ctx.into(),
+        param: param.into(),
+        value: value.into(),
+        ..GemContextParam::default()
+    };
+    for (what, p) in [
+        (
+            "SETPARAM(VM)",
+            param(I915_CONTEXT_PARAM_VM, u64::from(vm.vm_id.get())),
+        ),
+        (
+            "SETPARAM(RECOVERABLE)",
+            param(I915_CONTEXT_PARAM_RECOVERABLE, 0),
+        ),
+        (
+            "SETPARAM(PRIORITY)",
+            param(I915_CONTEXT_PARAM_PRIORITY, (-512i64) as u64),
+        ),
+    ] {
+        run(n, what, DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM, p.as_bytes())?;
+    }
+    let back = run(
+        n,
+        "GETPARAM(GTT_SIZE)",
+        DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+        param(I915_CONTEXT_PARAM_GTT_SIZE, 0).as_bytes(),
+    )?;
+    let gtt = GemContextParam::read_from_bytes(&back)
+        .map_err(|_| "GETPARAM: short reply")?
+        .value
+        .get();
+    let read_ts = |n: &mut Native| -> Result<u64, String> {
+        let r = RegRead {
+            offset: (RENDER_RING_TIMESTAMP | 1).into(),
+            ..RegRead::default()
+        };
+        let back = run(
+            n,
+            "REG_READ(timestamp)",
+            DRM_IOCTL_I915_REG_READ,
+            r.as_bytes(),
+        )?;
+        Ok(RegRead::read_from_bytes(&back)
+            .map_err(|_| "REG_READ: short reply")?
+            .val
+            .get())
+    };
+    let (t0, t1) = (read_ts(n)?, read_ts(n)?);
+    if t1 < t0 {
+        return Err(format!("the GPU timestamp went back: {t0} then {t1}"));
+    }
+    let stats = ResetStats {
+        ctx_id: ctx.into(),
+        ..ResetStats::default()
+    };
+    run(
+        n,
+        "GET_RESET_STATS",
+        DRM_IOCTL_I915_GET_RESET_STATS,
+        stats.as_bytes(),
+    )?;
+    // GEM_CREATE through IOCTL_SIMPLE would hand the guest a host handle.
+    let (refused, _) = n.ioctl(DRM_IOCTL_I915_GEM_CREATE_IOWR, &[0; 16])?;
+    if refused != EINVAL {
+        return Err(format!(
+            "GEM_CREATE through IOCTL_SIMPLE got {refused}, not EINVAL"
+        ));
+    }
+    let destroy = GemContextDestroy {
+        ctx_id: ctx.into(),
+        ..GemContextDestroy::default()
+    };
+    run(
+        n,
+        "CONTEXT_DESTROY",
+        DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+        destroy.as_bytes(),
+    )?;
+    run(
+        n,
+        "VM_DESTROY",
+        DRM_IOCTL_I915_GEM_VM_DESTROY,
+        vm.as_bytes(),
+    )?;
+    Ok(format!(
+        "GEM context {ctx} in VM {} ({gtt:#x}-byte address space), timestamps {t0} → {t1}, GEM_CREATE refused",
+        vm.vm_id.get()
+    ))
 }
 
 /// A blob mapped, written and read back.

@@ -57,10 +57,21 @@ pub fn capsets(card: &Card, params: &Params) -> Outcome {
     if params.get(1) == 0 {
         return Outcome::Skip("no 3D features: the device offers no capsets".into());
     }
-    let mut buf = vec![0u8; 64];
+    // The kernel copies min(our size, the host's max_size) bytes.
+    let mut buf = vec![0u8; 256];
     match uapi::get_caps(card.as_fd(), 6, 0, &mut buf) {
         Ok(()) => match CapsetDrmI915::read_from_prefix(&buf) {
-            Ok((caps, _)) => Outcome::Pass(format!("DRM capset: {caps:?}")),
+            Ok((caps, _)) if caps.header.context_type.get() != 3 => Outcome::Fail(format!(
+                "DRM capset names context type {}, not i915 (3)",
+                caps.header.context_type.get()
+            )),
+            Ok((caps, _)) => Outcome::Pass(format!(
+                "DRM capset: wire format {}, i915 {}.{}, PCI device id {:#06x}",
+                caps.header.wire_format_version.get(),
+                caps.header.version_major.get(),
+                caps.header.version_minor.get(),
+                caps.intel.pci_device_id.get()
+            )),
             Err(_) => Outcome::Fail("DRM capset shorter than its layout".into()),
         },
         Err(e) => Outcome::Fail(format!("GET_CAPS 6: {e}")),

@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use arbitrary::Arbitrary;
 use vgpu_backend::intel::fake::{FakeKernel, Flavor};
-use vgpu_backend::intel::{GemDriver, GemKernel};
+use vgpu_backend::intel::GemDriver;
 use vgpu_backend::BufferManager;
 use vgpu_device::config::{DeviceConfig, Limits};
 use vgpu_device::display::{DisplaySink, FrontendMode};
@@ -39,13 +39,16 @@ pub const HOSTMEM: u64 = 16 << 20;
 pub static BM: LazyLock<BufferManager> =
     LazyLock::new(|| BufferManager::emulated_with_cache(4 << 20, 1 << 20).expect("buffer manager"));
 
-/// The fake i915 kernel behind [`GPU_BM`].
+/// The fake i915 kernel behind [`GPU_BM`] (the real i915 driver runs over
+/// it, ioctl by ioctl).
 pub static GPU_KERNEL: LazyLock<Arc<FakeKernel>> =
     LazyLock::new(|| Arc::new(FakeKernel::new(Flavor::I915, 64 << 20, &[4 << 20])));
 
 /// A buffer manager over [`GPU_KERNEL`]: guest blobs are its GEM objects.
 pub static GPU_BM: LazyLock<BufferManager> = LazyLock::new(|| {
-    let kernel: Arc<dyn GemKernel> = GPU_KERNEL.clone();
+    let kernel = GPU_KERNEL
+        .open()
+        .expect("the i915 driver over the fake kernel");
     BufferManager::new(&GemDriver::new(kernel).expect("GEM driver")).expect("buffer manager")
 });
 

@@ -1,5 +1,6 @@
-//! The device end to end over a fake Intel kernel (no Intel GPU here):
-//! the guest's native context sees the kernel's memory regions, its blobs
+//! The device end to end over the real i915 / xe drivers running on fake
+//! kernels that answer their ioctls (no Intel GPU here): the guest's
+//! native context sees the kernel's memory regions, its blobs
 //! are GEM objects mapped into the host-visible region through their
 //! dma-bufs, madvise reaches the kernel, GEM contexts and GEM_EXECBUFFER2
 //! are forwarded with handle translation and the kernel's out-fence, and
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vgpu_backend::intel::fake::{FakeKernel, Flavor, FAKE_DEVICE_ID, FAKE_TOPOLOGY};
-use vgpu_backend::intel::{GemDriver, GemKernel};
+use vgpu_backend::intel::uapi::{self, I915_EXEC_FENCE_OUT};
+use vgpu_backend::intel::GemDriver;
 use vgpu_backend::pressure::{MonitorConfig, SourceChoice};
 use vgpu_backend::BufferManager;
 use vgpu_device::admin::protocol::StatsReply;
@@ -25,9 +27,9 @@ use vgpu_tests::vmm::{Request as QueueRequest, Vmm, VmmOptions, CTRL};
 
 const MIB: u64 = 1 << 20;
 
+/// The daemon over the real driver of `kernel`'s flavour, running on it.
 fn backend_over(kernel: &Arc<FakeKernel>) -> RunningBackend {
-    let k: Arc<dyn GemKernel> = kernel.clone();
-    let bm = BufferManager::new(&GemDriver::new(k).unwrap()).unwrap();
+    let bm = BufferManager::new(&GemDriver::new(kernel.open().unwrap()).unwrap()).unwrap();
     RunningBackend::with_buffer_manager(
         DeviceConfig::default(),
         MonitorConfig {
@@ -107,7 +109,7 @@ fn guest_blobs_are_gem_objects_of_the_kernel() {
         // The admin socket names the driver.
         let mut c = AdminClient::connect(b.admin_socket().unwrap()).unwrap();
         let s: StatsReply = c.call(&Request::Stats {}).unwrap();
-        assert_eq!(s.driver, kernel.driver());
+        assert_eq!(s.driver, kernel.flavor().name());
         assert!(s.regions.iter().all(|r| !r.emulated));
         vmm.disconnect();
         b.join(Duration::from_secs(10)).unwrap();
@@ -200,7 +202,11 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
     assert_eq!(subs.len(), 1);
     let s = &subs[0];
     assert_eq!(s.context, kernel.contexts().keys().copied().next().unwrap());
-    assert_eq!(s.flags, 1 | (1 << 11), "guest fence flags dropped");
+    assert_eq!(
+        s.flags,
+        1 | (1 << 11) | I915_EXEC_FENCE_OUT,
+        "guest fence flags dropped; the out-fence is vgpu's own"
+    );
     assert_eq!(s.batch, (0, 64));
     assert_eq!(s.handles.len(), 2);
     assert_eq!(
@@ -208,7 +214,7 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
         vec![s.handles[1]],
         "relocation target translated to the batch's handle"
     );
-    assert!(s.handles.iter().all(|h| kernel.busy(*h).unwrap()));
+    assert!(s.handles.iter().all(|h| kernel.is_busy(*h).unwrap()));
     // The kernel finishes; the engine sees the out-fence and the guest's
     // fence completes.
     assert_eq!(kernel.complete_all(), 1);
@@ -269,7 +275,7 @@ fn execbuffer_goes_to_the_kernel_with_translated_handles_and_its_fence() {
     // GEM_CONTEXT_DESTROY reaches the kernel; a VM leaving destroys the rest.
     let destroy = I915Request::IoctlSimple {
         req: IoctlSimpleReq {
-            cmd: vgpu_device::context::i915::DRM_IOCTL_I915_GEM_CONTEXT_DESTROY.into(),
+            cmd: uapi::DRM_IOCTL_I915_GEM_CONTEXT_DESTROY.into(),
             ..IoctlSimpleReq::default()
         },
         payload: &(ctx as u64).to_le_bytes(),

@@ -9,6 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::drm::{DrmDevice, RenderNode};
 use super::{GemKernel, I915Kernel, XeKernel};
 
 /// What `--gpu` asked for.
@@ -103,11 +104,17 @@ pub fn drm_driver_name(path: &Path) -> io::Result<(String, OwnedFd)> {
     Ok((name, OwnedFd::from(node.0)))
 }
 
-/// Opens the real kernel driver `name` over `fd`.
+/// Opens the real kernel driver `name` over the render node `fd`.
 pub fn open_kernel(name: &str, fd: OwnedFd) -> io::Result<Arc<dyn GemKernel>> {
+    open_driver(name, Arc::new(RenderNode::new(fd)))
+}
+
+/// The driver `name` (i915 or xe) over `dev`: a render node, or in tests
+/// the fake kernel.
+pub fn open_driver(name: &str, dev: Arc<dyn DrmDevice>) -> io::Result<Arc<dyn GemKernel>> {
     Ok(match name {
-        "i915" => Arc::new(I915Kernel::new(fd)?),
-        "xe" => Arc::new(XeKernel::new(fd)?),
+        "i915" => Arc::new(I915Kernel::new(dev)?),
+        "xe" => Arc::new(XeKernel::new(dev)?),
         other => return Err(io::Error::other(format!("{other} is not an Intel driver"))),
     })
 }

@@ -1,103 +1,95 @@
-//! The i915 kernel driver through its ioctls (see [`super::uapi`]).
+//! The i915 kernel driver through its ioctls (see [`super::uapi`]), issued
+//! on a [`DrmDevice`]: a real render node, or in tests the fake kernel.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use rustix::io::Errno;
-use rustix::ioctl::{ioctl, Opcode, Updater};
 
+use super::drm::{call, gem_close, prime_export, DrmDevice, RenderNode};
 use super::uapi::*;
 use super::{parse_region_reply, ContextParam, GemKernel, GpuExec, KernelRegion};
 use crate::types::{Madv, MemoryClass};
 
-/// Runs an update-style ioctl.
-///
-/// # Safety
-///
-/// `OP` must take a `T`, and every pointer inside `value` must be valid for
-/// what the kernel reads and writes through it during the call.
-pub(crate) unsafe fn update<const OP: Opcode, T>(
-    fd: BorrowedFd<'_>,
-    value: &mut T,
-) -> Result<(), Errno> {
-    loop {
-        // SAFETY: forwarded to the caller.
-        match unsafe { ioctl(fd, Updater::<OP, T>::new(value)) } {
-            Err(Errno::INTR | Errno::AGAIN) => continue,
-            r => return r,
+/// The `DRM_IOCTL_I915_*` requests [`GemKernel::ioctl_simple`] runs: their
+/// arguments hold no pointers (with the checks of [`simple_is_pointer_free`]).
+pub const SIMPLE_IOCTLS: [u32; 12] = [
+    DRM_IOCTL_I915_REG_READ,
+    DRM_IOCTL_I915_GEM_GET_APERTURE,
+    DRM_IOCTL_I915_GEM_SET_TILING,
+    DRM_IOCTL_I915_GEM_GET_TILING,
+    DRM_IOCTL_I915_GEM_SET_DOMAIN,
+    DRM_IOCTL_I915_GET_RESET_STATS,
+    DRM_IOCTL_I915_GEM_CONTEXT_CREATE,
+    DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+    DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+    DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM,
+    DRM_IOCTL_I915_GEM_VM_CREATE,
+    DRM_IOCTL_I915_GEM_VM_DESTROY,
+];
+
+/// Context parameters passed by value (`value` is never a pointer).
+const PLAIN_CONTEXT_PARAMS: [u64; 12] = [
+    I915_CONTEXT_PARAM_BAN_PERIOD,
+    I915_CONTEXT_PARAM_NO_ZEROMAP,
+    I915_CONTEXT_PARAM_GTT_SIZE,
+    I915_CONTEXT_PARAM_NO_ERROR_CAPTURE,
+    I915_CONTEXT_PARAM_BANNABLE,
+    I915_CONTEXT_PARAM_PRIORITY,
+    I915_CONTEXT_PARAM_RECOVERABLE,
+    I915_CONTEXT_PARAM_VM,
+    I915_CONTEXT_PARAM_PERSISTENCE,
+    I915_CONTEXT_PARAM_RINGSIZE,
+    I915_CONTEXT_PARAM_PROTECTED_CONTENT,
+    I915_CONTEXT_PARAM_LOW_LATENCY,
+];
+
+/// Whether the kernel follows no pointer from `payload` as the argument of
+/// `request`: one of [`SIMPLE_IOCTLS`], of exactly its size, a context
+/// parameter passed by value, no VM-control extension chain.
+pub fn simple_is_pointer_free(request: u32, payload: &[u8]) -> bool {
+    if !SIMPLE_IOCTLS.contains(&request) || payload.len() != ioc_size(request) {
+        return false;
+    }
+    match request {
+        DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM | DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM => {
+            I915ContextParam::read_from(payload)
+                .is_some_and(|p| PLAIN_CONTEXT_PARAMS.contains(&p.param))
         }
+        DRM_IOCTL_I915_GEM_VM_CREATE | DRM_IOCTL_I915_GEM_VM_DESTROY => {
+            I915GemVmControl::read_from(payload).is_some_and(|v| v.extensions == 0)
+        }
+        _ => true,
     }
-}
-
-/// `DRM_IOCTL_GEM_CLOSE`.
-pub(crate) fn gem_close(fd: BorrowedFd<'_>, handle: u32) {
-    let mut c = GemClose { handle, pad: 0 };
-    // SAFETY: GEM_CLOSE takes a drm_gem_close (no pointers).
-    let _ = unsafe { update::<DRM_IOCTL_GEM_CLOSE, _>(fd, &mut c) };
-}
-
-/// `DRM_IOCTL_PRIME_HANDLE_TO_FD` (read-write, close-on-exec).
-pub(crate) fn prime_export(fd: BorrowedFd<'_>, handle: u32) -> Result<OwnedFd, Errno> {
-    let mut p = PrimeHandle {
-        handle,
-        flags: DRM_CLOEXEC | DRM_RDWR,
-        fd: -1,
-    };
-    // SAFETY: PRIME_HANDLE_TO_FD takes a drm_prime_handle (no pointers).
-    unsafe { update::<DRM_IOCTL_PRIME_HANDLE_TO_FD, _>(fd, &mut p) }?;
-    if p.fd < 0 {
-        return Err(Errno::BADF);
-    }
-    // SAFETY: the kernel just created this descriptor for us.
-    Ok(unsafe { OwnedFd::from_raw_fd(p.fd) })
-}
-
-/// Maps `size` bytes of the DRM file at the fake offset `offset`.
-pub(crate) fn map_offset(fd: BorrowedFd<'_>, offset: u64, size: u64) -> Result<NonNull<u8>, Errno> {
-    let len = usize::try_from(size).map_err(|_| Errno::INVAL)?;
-    // SAFETY: a fresh shared mapping chosen by the kernel at the offset it
-    // gave for this object; it replaces no existing memory.
-    let p = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::SHARED,
-            fd,
-            offset,
-        )
-    }?;
-    NonNull::new(p.cast::<u8>()).ok_or(Errno::NOMEM)
-}
-
-/// Unmaps what [`map_offset`] mapped.
-pub(crate) fn unmap(ptr: NonNull<u8>, size: u64) {
-    // SAFETY: the caller unmaps a mapping it made with `map_offset` and
-    // no longer uses.
-    let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), size as usize) };
 }
 
 /// An i915 render node.
 #[derive(Debug)]
 pub struct I915Kernel {
-    fd: OwnedFd,
+    dev: Arc<dyn DrmDevice>,
     discrete: bool,
 }
 
 impl I915Kernel {
-    /// Over an open i915 render node.
-    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+    /// Over an i915 device.
+    pub fn new(dev: Arc<dyn DrmDevice>) -> io::Result<Self> {
         let mut k = Self {
-            fd,
+            dev,
             discrete: false,
         };
         k.discrete = k.regions()?.iter().any(|r| r.class == MemoryClass::Device);
         Ok(k)
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Over an open i915 render node.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        Self::new(Arc::new(RenderNode::new(fd)))
+    }
+
+    fn dev(&self) -> &dyn DrmDevice {
+        &*self.dev
     }
 
     /// Runs one DRM_I915_QUERY item: first for the length, then the data.
@@ -113,7 +105,7 @@ impl I915Kernel {
         };
         // SAFETY: I915_QUERY takes a drm_i915_query whose items_ptr points
         // at one live item; data_ptr is 0, so only the length is written.
-        unsafe { update::<DRM_IOCTL_I915_QUERY, _>(self.fd(), &mut q) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_QUERY, &mut q) }?;
         if item.length < 0 {
             return Err(Errno::from_raw_os_error(-item.length));
         }
@@ -121,7 +113,7 @@ impl I915Kernel {
         item.data_ptr = data.as_mut_ptr() as u64;
         q.items_ptr = &mut item as *mut I915QueryItem as u64;
         // SAFETY: as above, with data_ptr pointing at `length` writable bytes.
-        unsafe { update::<DRM_IOCTL_I915_QUERY, _>(self.fd(), &mut q) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_QUERY, &mut q) }?;
         if item.length < 0 {
             return Err(Errno::from_raw_os_error(-item.length));
         }
@@ -174,10 +166,11 @@ impl GemKernel for I915Kernel {
         let mut g = I915GetParam {
             param,
             value: &mut value as *mut i32 as u64,
+            ..Default::default()
         };
         // SAFETY: GETPARAM takes a drm_i915_getparam whose value points at
         // a live int the kernel writes.
-        unsafe { update::<DRM_IOCTL_I915_GETPARAM, _>(self.fd(), &mut g) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GETPARAM, &mut g) }?;
         Ok(value)
     }
 
@@ -202,19 +195,17 @@ impl GemKernel for I915Kernel {
         let mut c = I915GemCreateExt {
             size,
             handle: 0,
-            // Device objects are CPU-mapped by vgpu: ask for the
-            // CPU-visible part of small-BAR parts.
-            flags: if region.class == MemoryClass::Device {
-                I915_GEM_CREATE_EXT_FLAG_NEEDS_CPU_ACCESS
-            } else {
-                0
-            },
+            // No NEEDS_CPU_ACCESS: i915 takes it only with system memory
+            // among the placements (to spill there), and vgpu places in
+            // exactly one region. On small-BAR parts the kernel moves a
+            // device object to the CPU-visible part when the CPU faults it.
+            flags: 0,
             extensions: &mut ext as *mut I915CreateExtMemoryRegions as u64,
         };
         // SAFETY: GEM_CREATE_EXT takes a drm_i915_gem_create_ext whose
         // extension chain (one memory-regions extension pointing at one
         // class/instance) lives across the call.
-        unsafe { update::<DRM_IOCTL_I915_GEM_CREATE_EXT, _>(self.fd(), &mut c) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_CREATE_EXT, &mut c) }?;
         Ok(c.handle)
     }
 
@@ -231,16 +222,18 @@ impl GemKernel for I915Kernel {
             ..Default::default()
         };
         // SAFETY: GEM_MMAP_OFFSET takes a drm_i915_gem_mmap_offset (no pointers).
-        unsafe { update::<DRM_IOCTL_I915_GEM_MMAP_OFFSET, _>(self.fd(), &mut m) }?;
-        map_offset(self.fd(), m.offset, size)
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_MMAP_OFFSET, &mut m) }?;
+        self.dev.mmap(m.offset, size)
     }
 
     fn munmap(&self, ptr: NonNull<u8>, size: u64) {
-        unmap(ptr, size);
+        // SAFETY: the caller unmaps a mapping `mmap` made and no longer
+        // uses (GemBuffer's drop).
+        unsafe { self.dev.munmap(ptr, size) };
     }
 
     fn export(&self, handle: u32) -> Result<OwnedFd, Errno> {
-        prime_export(self.fd(), handle)
+        prime_export(self.dev(), handle)
     }
 
     fn madvise(&self, handle: u32, madv: Madv) -> Result<Option<bool>, Errno> {
@@ -253,14 +246,14 @@ impl GemKernel for I915Kernel {
             retained: 0,
         };
         // SAFETY: GEM_MADVISE takes a drm_i915_gem_madvise (no pointers).
-        unsafe { update::<DRM_IOCTL_I915_GEM_MADVISE, _>(self.fd(), &mut m) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_MADVISE, &mut m) }?;
         Ok(Some(m.retained != 0))
     }
 
     fn busy(&self, handle: u32) -> Result<bool, Errno> {
         let mut b = I915GemBusy { handle, busy: 0 };
         // SAFETY: GEM_BUSY takes a drm_i915_gem_busy (no pointers).
-        unsafe { update::<DRM_IOCTL_I915_GEM_BUSY, _>(self.fd(), &mut b) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_BUSY, &mut b) }?;
         Ok(b.busy != 0)
     }
 
@@ -271,11 +264,11 @@ impl GemKernel for I915Kernel {
             timeout_ns,
         };
         // SAFETY: GEM_WAIT takes a drm_i915_gem_wait (no pointers).
-        unsafe { update::<DRM_IOCTL_I915_GEM_WAIT, _>(self.fd(), &mut w) }
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_WAIT, &mut w) }
     }
 
     fn close(&self, handle: u32) {
-        gem_close(self.fd(), handle);
+        gem_close(self.dev(), handle);
     }
 
     fn context_create(&self, params: &[ContextParam]) -> Result<u32, Errno> {
@@ -320,7 +313,7 @@ impl GemKernel for I915Kernel {
         // drm_i915_gem_context_create_ext whose extension chain lives in
         // `exts` across the call; a parameter with data points at its
         // `size` bytes in `params`, which outlive the call.
-        unsafe { update::<DRM_IOCTL_I915_GEM_CONTEXT_CREATE_EXT, _>(self.fd(), &mut c) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_CONTEXT_CREATE_EXT, &mut c) }?;
         Ok(c.ctx_id)
     }
 
@@ -331,7 +324,18 @@ impl GemKernel for I915Kernel {
         };
         // SAFETY: GEM_CONTEXT_DESTROY takes a drm_i915_gem_context_destroy
         // (no pointers); the ioctl only writes nothing back.
-        let _ = unsafe { update::<DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, _>(self.fd(), &mut d) };
+        let _ = unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, &mut d) };
+    }
+
+    /// Runs `request` when [`simple_is_pointer_free`] says so; EINVAL for
+    /// anything else (vgpu never lets the kernel follow a guest's pointer).
+    fn ioctl_simple(&self, request: u32, payload: &mut [u8]) -> Result<(), Errno> {
+        if !simple_is_pointer_free(request, payload) {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: the argument holds no pointer the kernel follows
+        // (checked just above), and is exactly `_IOC_SIZE` bytes.
+        unsafe { self.dev.ioctl(request, payload) }
     }
 
     fn execbuffer(&self, exec: &mut GpuExec) -> Result<OwnedFd, Errno> {
@@ -350,7 +354,7 @@ impl GemKernel for I915Kernel {
         // buffers_ptr points at `count` live exec objects, each relocs_ptr
         // at its live relocations (linked just above, nothing moved since);
         // the kernel writes offsets back into them and the fence into rsvd2.
-        unsafe { update::<DRM_IOCTL_I915_GEM_EXECBUFFER2_WR, _>(self.fd(), &mut eb) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_EXECBUFFER2_WR, &mut eb) }?;
         let fd = (eb.rsvd2 >> 32) as i32;
         if fd < 0 {
             return Err(Errno::BADF);

@@ -3,9 +3,21 @@
 //!
 //! * [`GemKernel`] — the small trait the driver talks to the kernel
 //!   through: regions, create, mmap, PRIME export, madvise, busy, wait,
-//!   close. [`I915Kernel`] and [`XeKernel`] implement it with the real
-//!   ioctls ([`uapi`], layout-checked against the kernel headers);
-//!   [`fake`] models both kernels for tests.
+//!   close, and for i915 GETPARAM, QUERY, contexts, execbuffer and the
+//!   pointer-free ioctls guests send through IOCTL_SIMPLE. [`I915Kernel`]
+//!   and [`XeKernel`] implement it with the real ioctls ([`uapi`]:
+//!   structs and numbers layout-checked against the kernel headers).
+//! * [`DrmDevice`] ([`drm`]) — what those two issue every kernel call on:
+//!   an ioctl with its argument's bytes, mmap / munmap of the device,
+//!   poll of an exported dma-buf. [`RenderNode`] is the real one.
+//!
+//! What runs where: in tests, [`fake::FakeKernel`] is the [`DrmDevice`]
+//! — models of both kernels answering each ioctl by its number, following
+//! user pointers as a kernel's copy_from_user / copy_to_user would — so
+//! `I915Kernel` and `XeKernel` run unchanged, struct building, extension
+//! chains, pointer fix-ups, result parsing and error mapping included.
+//! Only `RenderNode`'s syscalls (a handful of lines) and what real
+//! hardware does beyond the models need an Intel GPU.
 //! * [`GemRegion`] — one kernel memory region as a vgpu region: objects are
 //!   GEM objects created in exactly that region, so vgpu's placement,
 //!   eviction, accounting, quotas and shrinker decide as on the emulated
@@ -35,6 +47,7 @@
 //! emulated driver.
 
 pub mod detect;
+pub mod drm;
 pub mod fake;
 pub mod i915;
 pub mod uapi;
@@ -49,6 +62,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustix::io::Errno;
 
+pub use drm::{DrmDevice, RenderNode};
 pub use i915::I915Kernel;
 pub use xe::XeKernel;
 

@@ -1,16 +1,18 @@
-//! The xe kernel driver through its ioctls (see [`super::uapi`]). xe has no
-//! buffer madvise: vgpu's own purge policy applies (a purge closes the
-//! object), and busy/wait poll the object's dma-buf, whose readiness
+//! The xe kernel driver through its ioctls (see [`super::uapi`]), issued on
+//! a [`DrmDevice`]: a real render node, or in tests the fake kernel. xe
+//! has no buffer madvise: vgpu's own purge policy applies (a purge closes
+//! the object), and busy/wait poll the object's dma-buf, whose readiness
 //! reflects the GPU's fences.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFlags, Timespec};
 use rustix::io::Errno;
 
-use super::i915::{gem_close, map_offset, prime_export, unmap, update};
+use super::drm::{call, gem_close, prime_export, DrmDevice, RenderNode};
 use super::uapi::*;
 use super::{parse_region_reply, GemKernel, KernelRegion};
 use crate::types::{Madv, MemoryClass};
@@ -18,23 +20,28 @@ use crate::types::{Madv, MemoryClass};
 /// An xe render node.
 #[derive(Debug)]
 pub struct XeKernel {
-    fd: OwnedFd,
+    dev: Arc<dyn DrmDevice>,
     discrete: bool,
 }
 
 impl XeKernel {
-    /// Over an open xe render node.
-    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+    /// Over an xe device.
+    pub fn new(dev: Arc<dyn DrmDevice>) -> io::Result<Self> {
         let mut k = Self {
-            fd,
+            dev,
             discrete: false,
         };
         k.discrete = k.regions()?.iter().any(|r| r.class == MemoryClass::Device);
         Ok(k)
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// Over an open xe render node.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        Self::new(Arc::new(RenderNode::new(fd)))
+    }
+
+    fn dev(&self) -> &dyn DrmDevice {
+        &*self.dev
     }
 
     /// Parses a DRM_XE_DEVICE_QUERY_MEM_REGIONS reply.
@@ -60,9 +67,9 @@ impl XeKernel {
     /// Polls the object's dma-buf for write access (no fence pending) for
     /// up to `timeout`; whether it is idle.
     fn idle(&self, handle: u32, timeout: Option<&Timespec>) -> Result<bool, Errno> {
-        let dmabuf = prime_export(self.fd(), handle)?;
-        let mut fds = [PollFd::new(&dmabuf, PollFlags::OUT)];
-        Ok(rustix::event::poll(&mut fds, timeout)? > 0)
+        let dmabuf = prime_export(self.dev(), handle)?;
+        self.dev
+            .poll_dmabuf(dmabuf.as_fd(), PollFlags::OUT, timeout)
     }
 }
 
@@ -82,11 +89,11 @@ impl GemKernel for XeKernel {
         };
         // SAFETY: DEVICE_QUERY takes a drm_xe_device_query; with size 0 and
         // data 0 the kernel only writes the size.
-        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_XE_DEVICE_QUERY, &mut q) }?;
         let mut data = vec![0u8; q.size as usize];
         q.data = data.as_mut_ptr() as u64;
         // SAFETY: as above, with data pointing at `size` writable bytes.
-        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_XE_DEVICE_QUERY, &mut q) }?;
         Self::parse_regions(&data)
     }
 
@@ -96,11 +103,11 @@ impl GemKernel for XeKernel {
             ..Default::default()
         };
         // SAFETY: as in `regions`: first the size only.
-        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }.ok()?;
+        unsafe { call(self.dev(), DRM_IOCTL_XE_DEVICE_QUERY, &mut q) }.ok()?;
         let mut data = vec![0u8; q.size as usize];
         q.data = data.as_mut_ptr() as u64;
         // SAFETY: then the data, into `size` writable bytes.
-        unsafe { update::<DRM_IOCTL_XE_DEVICE_QUERY, _>(self.fd(), &mut q) }.ok()?;
+        unsafe { call(self.dev(), DRM_IOCTL_XE_DEVICE_QUERY, &mut q) }.ok()?;
         let at = size_of::<XeQueryConfig>() + 8 * DRM_XE_QUERY_CONFIG_REV_AND_DEVICE_ID;
         let v = u64::from_ne_bytes(data.get(at..at + 8)?.try_into().ok()?);
         Some((v & 0xffff) as u32)
@@ -128,7 +135,7 @@ impl GemKernel for XeKernel {
             ..Default::default()
         };
         // SAFETY: GEM_CREATE takes a drm_xe_gem_create (no extensions).
-        unsafe { update::<DRM_IOCTL_XE_GEM_CREATE, _>(self.fd(), &mut c) }?;
+        unsafe { call(self.dev(), DRM_IOCTL_XE_GEM_CREATE, &mut c) }?;
         Ok(c.handle)
     }
 
@@ -138,16 +145,18 @@ impl GemKernel for XeKernel {
             ..Default::default()
         };
         // SAFETY: GEM_MMAP_OFFSET takes a drm_xe_gem_mmap_offset (no pointers).
-        unsafe { update::<DRM_IOCTL_XE_GEM_MMAP_OFFSET, _>(self.fd(), &mut m) }?;
-        map_offset(self.fd(), m.offset, size)
+        unsafe { call(self.dev(), DRM_IOCTL_XE_GEM_MMAP_OFFSET, &mut m) }?;
+        self.dev.mmap(m.offset, size)
     }
 
     fn munmap(&self, ptr: NonNull<u8>, size: u64) {
-        unmap(ptr, size);
+        // SAFETY: the caller unmaps a mapping `mmap` made and no longer
+        // uses (GemBuffer's drop).
+        unsafe { self.dev.munmap(ptr, size) };
     }
 
     fn export(&self, handle: u32) -> Result<OwnedFd, Errno> {
-        prime_export(self.fd(), handle)
+        prime_export(self.dev(), handle)
     }
 
     fn madvise(&self, _handle: u32, _madv: Madv) -> Result<Option<bool>, Errno> {
@@ -174,6 +183,6 @@ impl GemKernel for XeKernel {
     }
 
     fn close(&self, handle: u32) {
-        gem_close(self.fd(), handle);
+        gem_close(self.dev(), handle);
     }
 }

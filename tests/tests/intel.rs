@@ -317,3 +317,240 @@ fn on_xe_native_submission_says_enodev_and_buffers_still_work() {
     assert_eq!(kernel.live_objects(), 0);
     assert_eq!(kernel.sigbus_hazards(), 0);
 }
+
+/// IOCTL_SIMPLE of `ioctl` on the i915 fake: `ret` and the argument back.
+fn simple(nc: &mut NativeContext, vmm: &mut Vmm, ioctl: u32, arg: &[u8]) -> (i32, Vec<u8>) {
+    nc.ioctl(vmm, ioctl, arg).unwrap()
+}
+
+#[test]
+fn ioctl_simple_reaches_the_kernel_with_guest_ids_translated() {
+    use zerocopy::{FromBytes, IntoBytes};
+    let _ = env_logger::builder().is_test(true).try_init();
+    let kernel = Arc::new(FakeKernel::new(Flavor::I915, 512 * MIB, &[]));
+    let mut b = backend_over(&kernel);
+    let mut vmm = Vmm::connect(b.socket(), VmmOptions::default()).unwrap();
+    let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+    // A resource id no kernel handle could be.
+    nc.gem_blob(&mut vmm, 1, 500, 64 * 1024, &system()).unwrap();
+
+    // Two GEM contexts (one made by GEM_CONTEXT_CREATE, one by
+    // IOCTL_SIMPLE) and a VM; guest ids from 1, kernel ids the kernel's.
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &gem_context_create(0)), 1);
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_CREATE,
+        GemContextCreate::default().as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    assert_eq!(
+        GemContextCreate::read_from_bytes(&back)
+            .unwrap()
+            .ctx_id
+            .get(),
+        2
+    );
+    assert_eq!(kernel.contexts().len(), 2);
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_VM_CREATE,
+        GemVmControl::default().as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    assert_eq!(GemVmControl::read_from_bytes(&back).unwrap().vm_id.get(), 1);
+    let vms_before = kernel.vm_ids();
+    assert_eq!(vms_before.len(), 1);
+    // A VM extension chain would be a guest pointer: refused before the kernel.
+    let chained = GemVmControl {
+        extensions: 0x1000.into(),
+        ..GemVmControl::default()
+    };
+    let (ret, _) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_VM_CREATE,
+        chained.as_bytes(),
+    );
+    assert_eq!(ret, EINVAL);
+    assert_eq!(kernel.vm_ids(), vms_before);
+
+    // Context 2 takes guest VM 1: the kernel's context gets the kernel's VM.
+    let param = |ctx: u32, param: u64, value: u64| GemContextParam {
+        ctx_id: ctx.into(),
+        param: param.into(),
+        value: value.into(),
+        ..GemContextParam::default()
+    };
+    let set_vm = param(2, I915_CONTEXT_PARAM_VM, 1);
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM,
+        set_vm.as_bytes(),
+    );
+    assert_eq!(
+        (ret, back.as_slice()),
+        (0, set_vm.as_bytes()),
+        "guest ids go back"
+    );
+    let unknown_vm = param(2, I915_CONTEXT_PARAM_VM, 7);
+    let (ret, _) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM,
+        unknown_vm.as_bytes(),
+    );
+    assert_eq!(ret, ENOENT);
+    // GETPARAM(VM): the kernel hands out a new VM id, the guest one of its own.
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+        param(2, I915_CONTEXT_PARAM_VM, 0).as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    let got = GemContextParam::read_from_bytes(&back).unwrap();
+    assert_eq!((got.ctx_id.get(), got.value.get()), (2, 2));
+    assert_eq!(kernel.vm_ids().len(), 2);
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+        param(1, I915_CONTEXT_PARAM_GTT_SIZE, 0).as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    assert_ne!(
+        GemContextParam::read_from_bytes(&back).unwrap().value.get(),
+        0
+    );
+    let (ret, _) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+        param(9, I915_CONTEXT_PARAM_GTT_SIZE, 0).as_bytes(),
+    );
+    assert_eq!(
+        ret, ENOENT,
+        "an unknown guest context never reaches the kernel"
+    );
+
+    // SET_TILING of resource 500 reaches the kernel as its GEM handle.
+    let tiling = GemSetTiling {
+        handle: 500.into(),
+        tiling_mode: I915_TILING_X.into(),
+        stride: 512.into(),
+        swizzle_mode: 0.into(),
+    };
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_SET_TILING,
+        tiling.as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    assert_eq!(
+        GemSetTiling::read_from_bytes(&back).unwrap().handle.get(),
+        500
+    );
+    let tiled: Vec<u32> = (1..64)
+        .filter(|h| kernel.tiling(*h) == Some((I915_TILING_X, 512)))
+        .collect();
+    assert_eq!(tiled.len(), 1, "one kernel object is tiled");
+    let (ret, back) = simple(
+        &mut nc,
+        &mut vmm,
+        DRM_IOCTL_I915_GEM_GET_TILING,
+        GemGetTiling {
+            handle: 500.into(),
+            ..GemGetTiling::default()
+        }
+        .as_bytes(),
+    );
+    assert_eq!(ret, 0);
+    assert_eq!(
+        GemGetTiling::read_from_bytes(&back)
+            .unwrap()
+            .tiling_mode
+            .get(),
+        I915_TILING_X
+    );
+    let reg = RegRead {
+        offset: 0x2359.into(),
+        ..RegRead::default()
+    };
+    assert_eq!(
+        simple(&mut nc, &mut vmm, DRM_IOCTL_I915_REG_READ, reg.as_bytes()).0,
+        0
+    );
+
+    // Destroying guest context 2 destroys its kernel context; leaving
+    // destroys the rest, VM ids included.
+    let destroy = GemContextDestroy {
+        ctx_id: 2.into(),
+        ..GemContextDestroy::default()
+    };
+    assert_eq!(
+        simple(
+            &mut nc,
+            &mut vmm,
+            DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+            destroy.as_bytes()
+        )
+        .0,
+        0
+    );
+    assert_eq!(kernel.contexts().len(), 1);
+    vmm.disconnect();
+    b.join(Duration::from_secs(10)).unwrap();
+    assert!(kernel.contexts().is_empty());
+    assert!(kernel.vm_ids().is_empty(), "VM ids released with the VM");
+    assert_eq!(kernel.live_objects(), 0);
+}
+
+#[test]
+fn a_context_the_kernel_banned_shows_in_the_ban_mask() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let kernel = Arc::new(FakeKernel::new(Flavor::I915, 512 * MIB, &[]));
+    let mut b = backend_over(&kernel);
+    let mut vmm = Vmm::connect(b.socket(), VmmOptions::default()).unwrap();
+    let mut nc = NativeContext::create(&mut vmm, 1, 1000, 0).unwrap();
+    nc.gem_blob(&mut vmm, 1, 11, 4096, &system()).unwrap();
+    let ctx = exec_ret(&mut nc, &mut vmm, &gem_context_create(0));
+    assert_eq!(ctx, 1);
+    let mask = |vmm: &Vmm| {
+        let mut b = [0u8; 8];
+        vmm.hostmem.as_ref().unwrap().read(8, &mut b).unwrap();
+        u64::from_le_bytes(b)
+    };
+    assert_eq!(mask(&vmm), 0);
+    // The kernel refuses a banned context's batches with EIO.
+    kernel.fail_next(
+        uapi::DRM_IOCTL_I915_GEM_EXECBUFFER2_WR,
+        rustix::io::Errno::IO,
+    );
+    let batch = [exec_object(11)];
+    let exec = gem_execbuffer2(1, 0, 64, &batch, &[]);
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &exec), -EIO);
+    assert_eq!(mask(&vmm), 1 << 1, "context 1's bit");
+    // Other failures ban nothing.
+    kernel.fail_next(
+        uapi::DRM_IOCTL_I915_GEM_EXECBUFFER2_WR,
+        rustix::io::Errno::NOMEM,
+    );
+    assert_eq!(exec_ret(&mut nc, &mut vmm, &exec), -ENOMEM);
+    assert_eq!(mask(&vmm), 1 << 1);
+    // Destroying the context clears its bit; the guest makes a new one.
+    let (ret, _) = nc
+        .ioctl(
+            &mut vmm,
+            DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+            &1u64.to_le_bytes(),
+        )
+        .unwrap();
+    assert_eq!(ret, 0);
+    assert_eq!(mask(&vmm), 0);
+    vmm.disconnect();
+    b.join(Duration::from_secs(10)).unwrap();
+}

@@ -414,8 +414,47 @@ pub enum NativeOp {
         res: Vec<u8>,
         relocs: Vec<(u8, u8)>,
     },
+    /// IOCTL_SIMPLE: one of the allow-listed ioctls (or, past them, one
+    /// outside the list), its first u32 a small resource / context / VM
+    /// id, a small context parameter at offset 8, the rest as given.
+    Ioctl {
+        which: u8,
+        first: u8,
+        second: u32,
+        param: u8,
+        rest: [u32; 2],
+    },
     /// Raw bytes in the stream.
     Raw(Vec<u8>),
+}
+
+/// IOCTL_SIMPLE's allow-list, then one ioctl outside it (GEM_CREATE).
+const SIMPLE_IOCTLS: [u32; 13] = [
+    native::DRM_IOCTL_I915_REG_READ,
+    native::DRM_IOCTL_I915_GEM_GET_APERTURE,
+    native::DRM_IOCTL_I915_GEM_SET_TILING,
+    native::DRM_IOCTL_I915_GEM_GET_TILING,
+    native::DRM_IOCTL_I915_GEM_SET_DOMAIN,
+    native::DRM_IOCTL_I915_GET_RESET_STATS,
+    native::DRM_IOCTL_I915_GEM_CONTEXT_CREATE,
+    native::DRM_IOCTL_I915_GEM_CONTEXT_DESTROY,
+    native::DRM_IOCTL_I915_GEM_CONTEXT_GETPARAM,
+    native::DRM_IOCTL_I915_GEM_CONTEXT_SETPARAM,
+    native::DRM_IOCTL_I915_GEM_VM_CREATE,
+    native::DRM_IOCTL_I915_GEM_VM_DESTROY,
+    0xC010_645B,
+];
+
+/// The argument bytes of a fuzzed IOCTL_SIMPLE.
+fn ioctl_arg(request: u32, first: u8, second: u32, param: u8, rest: [u32; 2]) -> Vec<u8> {
+    let mut arg = Vec::with_capacity(24);
+    arg.extend_from_slice(&u32::from(first % 6).to_le_bytes());
+    arg.extend_from_slice(&second.to_le_bytes());
+    arg.extend_from_slice(&u64::from(param % 16).to_le_bytes());
+    arg.extend_from_slice(&rest[0].to_le_bytes());
+    arg.extend_from_slice(&rest[1].to_le_bytes());
+    arg.resize(native::ioc_size(request), 0);
+    arg
 }
 
 fn rect(r: [u32; 4]) -> Rect {
@@ -688,6 +727,7 @@ pub fn native_stream(reqs: &[NativeOp]) -> Vec<u8> {
     for r in reqs {
         let objs: Vec<native::ExecObject2>;
         let relocs: Vec<native::RelocationEntry>;
+        let arg: Vec<u8>;
         let req: I915Request<'_> = match r {
             NativeOp::GetParam(p) => native::getparam(u32::from(*p)),
             NativeOp::QueryParam { id: q, len } => {
@@ -764,6 +804,17 @@ pub fn native_stream(reqs: &[NativeOp]) -> Vec<u8> {
                     &objs,
                     &relocs,
                 )
+            }
+            NativeOp::Ioctl {
+                which,
+                first,
+                second,
+                param,
+                rest,
+            } => {
+                let request = SIMPLE_IOCTLS[usize::from(*which) % SIMPLE_IOCTLS.len()];
+                arg = ioctl_arg(request, *first, *second, *param, *rest);
+                native::ioctl_simple(request, &arg)
             }
             NativeOp::Raw(bytes) => {
                 b.push_raw(bytes);

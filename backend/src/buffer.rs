@@ -63,7 +63,8 @@ pub trait BufferIo: Send + Sync + fmt::Debug {
     fn share(&self) -> io::Result<BorrowedFd<'_>> {
         Ok(self.fd())
     }
-    /// The GPU kernel's handle, for buffers that are GEM objects.
+    /// The GPU kernel's handle, for buffers that are GEM objects (`None`
+    /// also for a GEM object the kernel purged: it is never submitted).
     fn gem_handle(&self) -> Option<u32> {
         None
     }

@@ -22,7 +22,10 @@ use std::sync::Arc;
 use rustix::io::Errno;
 use vgpu_backend::intel::detect::{choose, choose_with, render_nodes, GpuChoice};
 use vgpu_backend::intel::fake::{FakeKernel, Flavor};
-use vgpu_backend::intel::uapi::c_layout_checks;
+use vgpu_backend::intel::uapi::{
+    c_layout_checks, I915GemSetDomain, Pod, DRM_IOCTL_I915_GEM_MADVISE,
+    DRM_IOCTL_I915_GEM_SET_DOMAIN,
+};
 use vgpu_backend::intel::{GemDriver, GemKernel, I915Kernel, XeKernel};
 use vgpu_backend::*;
 
@@ -88,6 +91,20 @@ fn dev_sys() -> Placement {
     Placement::device_then_system()
 }
 
+fn device_only() -> Placement {
+    Placement::new(&[Place::new(RegionId::DEVICE)]).unwrap()
+}
+
+/// A GPU job used `id` and finished (the kernel got its pages); its
+/// kernel handle.
+fn gpu_job(kernel: &FakeKernel, bm: &BufferManager, id: ObjectId) -> u32 {
+    let h = bm.pin_for_gpu(id).unwrap();
+    kernel.set_busy(h, true).unwrap();
+    kernel.set_busy(h, false).unwrap();
+    bm.unpin(id, PinReason::Gpu).unwrap();
+    h
+}
+
 #[test]
 fn objects_live_in_the_kernels_regions_and_move_by_cpu_copy() {
     for flavor in [Flavor::I915, Flavor::Xe] {
@@ -142,8 +159,16 @@ fn i915_madvise_is_passed_through_and_the_kernels_purges_are_reported() {
         id
     };
     // Objects no one touches by CPU (GPU-only buffers): the kernel hears
-    // DONTNEED and may purge them; vgpu learns it at WILLNEED.
+    // DONTNEED. One the GPU never used has no pages, and i915 truncates
+    // it at once: that very call answers retained = 0.
+    let fresh = new();
+    assert!(!bm.madvise(fresh, Madv::DontNeed).unwrap());
+    assert_eq!(bm.object_info(fresh).unwrap().madv, Madv::Purged);
+    // Ones it used keep their pages through DONTNEED, until the kernel's
+    // shrinker purges them; vgpu learns it at WILLNEED.
     let (a, b) = (new(), new());
+    gpu_job(&kernel, &bm, a);
+    gpu_job(&kernel, &bm, b);
     assert!(bm.madvise(a, Madv::DontNeed).unwrap());
     assert!(bm.madvise(b, Madv::DontNeed).unwrap());
     assert_eq!(kernel.purge_dontneed(), 2);
@@ -161,6 +186,7 @@ fn i915_madvise_is_passed_through_and_the_kernels_purges_are_reported() {
     // DONTNEED, still retained, then a CPU access: the kernel gets WILLNEED
     // back before vgpu maps it, and the bytes are there.
     let c = new();
+    gpu_job(&kernel, &bm, c);
     assert!(bm.madvise(c, Madv::DontNeed).unwrap());
     fill(&bm, c, 0, MIB, 3);
     assert_eq!(kernel.purge_dontneed(), 0, "the kernel keeps it now");
@@ -210,28 +236,259 @@ fn gem_purges_count_only_what_the_kernel_really_frees() {
         let t = bm.pin(shared, PinReason::Mapped).unwrap();
         bm.unpin(shared, PinReason::Mapped).unwrap();
         drop(t);
-        for id in [untouched, touched, shared] {
+        // i915 truncates the untouched one (no pages) at its DONTNEED:
+        // purged then, having freed nothing.
+        assert_eq!(
+            bm.madvise(untouched, Madv::DontNeed).unwrap(),
+            flavor == Flavor::Xe,
+            "{flavor:?}"
+        );
+        for id in [touched, shared] {
             assert!(bm.madvise(id, Madv::DontNeed).unwrap());
         }
         let r = bm.purge(None);
-        assert_eq!(r.purged_objects, 3, "{flavor:?}");
+        assert_eq!(
+            r.purged_objects,
+            if flavor == Flavor::I915 { 2 } else { 3 },
+            "{flavor:?}"
+        );
         assert_eq!(
             r.purged_bytes, MIB,
             "{flavor:?}: only the touched, unshared object's pages are counted"
         );
+        let s = bm.owner_stats(vm).unwrap();
+        assert_eq!((s.purged_objects, s.purged_bytes), (3, MIB), "{flavor:?}");
         // i915 may drop a DONTNEED object itself: then vgpu freed nothing.
         if flavor == Flavor::I915 {
             let id = bm
                 .create(vm, MIB, Placement::system(), Priority::NORMAL)
                 .unwrap();
             bm.validate(id, None).unwrap();
-            bm.pin_for_gpu(id).unwrap();
-            bm.unpin(id, PinReason::Gpu).unwrap();
+            gpu_job(&kernel, &bm, id);
             assert!(bm.madvise(id, Madv::DontNeed).unwrap());
             assert_eq!(kernel.purge_dontneed(), 1, "the kernel purged it");
             let r = bm.purge(None);
             assert_eq!((r.purged_objects, r.purged_bytes), (1, 0));
         }
+        check_accounting(&bm);
+    }
+}
+
+/// Real i915 truncates a DONTNEED object that has no pages at once
+/// (`i915_gem_madvise_ioctl`): never mapped, never used by the GPU — as a
+/// guest buffer is until it is. That DONTNEED already answers retained =
+/// 0, so vgpu purges the object there and then: the guest hears false,
+/// the handle is closed and never used again, the accounting is freed once
+/// and counts no bytes (there were no pages). An object that got pages
+/// behind vgpu's back (a guest's SET_DOMAIN through IOCTL_SIMPLE) is kept
+/// by the kernel, and its `retained` tells vgpu the pages exist.
+#[test]
+fn i915_truncates_a_dontneed_object_without_pages_at_once() {
+    let (kernel, bm) = driver(Flavor::I915, &[8 * MIB]);
+    let gpu = bm.gpu_kernel().unwrap().clone();
+    let vm = bm.create_owner("vm", None).unwrap();
+    let sys = bm
+        .create(vm, MIB, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    let dev = bm.create(vm, MIB, device_only(), Priority::NORMAL).unwrap();
+    for id in [sys, dev] {
+        bm.validate(id, None).unwrap();
+    }
+    let device_used = || bm.stats().regions[1].used;
+    assert_eq!((kernel.live_objects(), device_used()), (2, MIB));
+    for id in [sys, dev] {
+        assert!(
+            !bm.madvise(id, Madv::DontNeed).unwrap(),
+            "not retained, on the DONTNEED itself"
+        );
+        assert_eq!(bm.object_info(id).unwrap().madv, Madv::Purged);
+    }
+    assert_eq!(kernel.live_objects(), 0, "both handles closed");
+    assert_eq!(device_used(), 0, "the region's charge freed");
+    let s = bm.owner_stats(vm).unwrap();
+    assert_eq!(
+        (s.charged, s.purged_objects, s.purged_bytes),
+        (0, 2, 0),
+        "purged, having freed no resident memory"
+    );
+    // Dead for good: nothing reaches the kernel for them again.
+    for id in [sys, dev] {
+        assert!(!bm.madvise(id, Madv::WillNeed).unwrap());
+        assert!(!bm.madvise(id, Madv::DontNeed).unwrap());
+        assert!(matches!(contents(&bm, id), Err(BoError::Purged(_))));
+        assert!(matches!(
+            bm.pin(id, PinReason::Mapped),
+            Err(BoError::Purged(_))
+        ));
+        assert!(matches!(bm.pin_for_gpu(id), Err(BoError::Purged(_))));
+        bm.destroy(id).unwrap();
+    }
+    assert_eq!(device_used(), 0, "freed exactly once");
+    assert_eq!(bm.owner_stats(vm).unwrap().purged_bytes, 0);
+
+    // The guest populated one through the kernel (SET_DOMAIN pins its
+    // pages), which vgpu does not see: the kernel keeps it through
+    // DONTNEED, and that answer tells vgpu it has pages to free.
+    let id = bm
+        .create(vm, MIB, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    bm.validate(id, None).unwrap();
+    let h = *kernel.handles().last().unwrap();
+    let mut d = I915GemSetDomain {
+        handle: h,
+        read_domains: 1, // I915_GEM_DOMAIN_CPU
+        write_domain: 1,
+    };
+    gpu.ioctl_simple(DRM_IOCTL_I915_GEM_SET_DOMAIN, d.as_bytes_mut())
+        .unwrap();
+    assert!(kernel.has_pages(h).unwrap());
+    assert!(bm.madvise(id, Madv::DontNeed).unwrap(), "it has pages");
+    assert_eq!(
+        bm.owner_stats(vm).unwrap().resident[0],
+        MIB,
+        "the kernel holds its pages"
+    );
+    let r = bm.purge(None);
+    assert_eq!((r.purged_objects, r.purged_bytes), (1, MIB));
+    assert_eq!(kernel.live_objects(), 0);
+    assert_eq!(kernel.sigbus_hazards(), 0);
+    check_accounting(&bm);
+}
+
+/// A purge the kernel reports (here: its shrinker dropped a DONTNEED
+/// object the GPU had used, and a CPU access learnt it) is for good:
+/// later accesses fail as the first did instead of mapping the dead
+/// object (zeros, or a SIGBUS on real i915), its descriptor never leaves,
+/// it is never submitted, it counts as empty, and the guest's next
+/// madvise hears retained = 0 without the kernel being asked.
+#[test]
+fn a_purge_the_kernel_reported_is_remembered_for_good() {
+    let (kernel, bm) = driver(Flavor::I915, &[]);
+    let vm = bm.create_owner("vm", None).unwrap();
+    let id = bm
+        .create(vm, MIB, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    bm.validate(id, None).unwrap();
+    let h = gpu_job(&kernel, &bm, id);
+    assert!(bm.madvise(id, Madv::DontNeed).unwrap(), "the GPU used it");
+    assert_eq!(bm.owner_stats(vm).unwrap().resident[0], MIB);
+    assert_eq!(kernel.purge_dontneed(), 1);
+    assert!(kernel.is_purged(h).unwrap());
+    for _ in 0..2 {
+        assert!(contents(&bm, id).is_err(), "no bytes to read");
+        assert!(bm.write(id, 0, &[1; 16]).is_err());
+    }
+    assert!(
+        bm.pin(id, PinReason::Mapped).is_err(),
+        "a purged object's dma-buf is not handed to the VMM"
+    );
+    assert!(bm.pin_for_gpu(id).is_err(), "nor submitted");
+    assert_eq!(bm.object_info(id).unwrap().pinned, 0);
+    assert_eq!(
+        bm.owner_stats(vm).unwrap().resident[0],
+        0,
+        "no pages left to count"
+    );
+    assert_eq!(kernel.sigbus_hazards(), 0, "never mapped once purged");
+    // The guest's next word: purged, and vgpu purges it for good.
+    kernel.fail_next(DRM_IOCTL_I915_GEM_MADVISE, Errno::IO);
+    assert!(
+        !bm.madvise(id, Madv::WillNeed).unwrap(),
+        "known without asking the kernel"
+    );
+    assert_eq!(bm.object_info(id).unwrap().madv, Madv::Purged);
+    let s = bm.owner_stats(vm).unwrap();
+    assert_eq!((s.charged, s.purged_objects, s.purged_bytes), (0, 1, 0));
+    assert_eq!(kernel.live_objects(), 0, "handle {h} closed");
+    bm.destroy(id).unwrap();
+    check_accounting(&bm);
+}
+
+/// A WILLNEED the kernel failed leaves the object DONTNEED in the kernel:
+/// vgpu still takes it back before mapping it.
+#[test]
+fn a_failed_willneed_is_retried_before_the_cpu_maps() {
+    let (kernel, bm) = driver(Flavor::I915, &[]);
+    let vm = bm.create_owner("vm", None).unwrap();
+    let id = bm
+        .create(vm, MIB, Placement::system(), Priority::NORMAL)
+        .unwrap();
+    bm.validate(id, None).unwrap();
+    gpu_job(&kernel, &bm, id);
+    assert!(bm.madvise(id, Madv::DontNeed).unwrap());
+    kernel.fail_next(DRM_IOCTL_I915_GEM_MADVISE, Errno::INTR);
+    assert!(bm.madvise(id, Madv::WillNeed).is_err());
+    fill(&bm, id, 0, MIB, 7);
+    assert_eq!(kernel.sigbus_hazards(), 0, "mapped only after WILLNEED");
+    assert_eq!(kernel.purge_dontneed(), 0, "WILLNEED in the kernel");
+    assert!(contents(&bm, id).unwrap().iter().all(|x| *x == 7));
+    bm.destroy(id).unwrap();
+    check_accounting(&bm);
+}
+
+/// A guest's 4 KiB device-memory blob: xe wants VRAM objects in 64 KiB
+/// pages (and says EINVAL otherwise), i915 rounds them itself. The GEM
+/// object is 64 KiB, and the region is charged that; the guest's object
+/// stays 4 KiB (its size, its VM's charge, what is mapped and copied).
+#[test]
+fn a_4k_device_blob_is_a_64k_object_charged_to_its_region() {
+    const K64: u64 = 64 << 10;
+    for flavor in [Flavor::Xe, Flavor::I915] {
+        let (kernel, bm) = driver(flavor, &[MIB]);
+        let vm = bm.create_owner("vm", None).unwrap();
+        let a = bm
+            .create(vm, 4096, device_only(), Priority::NORMAL)
+            .unwrap();
+        assert_eq!(
+            bm.validate(a, None).unwrap(),
+            RegionId::DEVICE,
+            "{flavor:?}"
+        );
+        assert_eq!(kernel.bytes_in(1), K64, "{flavor:?}: the kernel's object");
+        assert_eq!(bm.stats().regions[1].used, K64, "{flavor:?}: charged");
+        assert_eq!(bm.size(a).unwrap(), 4096);
+        assert_eq!(bm.owner_stats(vm).unwrap().charged, 4096);
+        fill(&bm, a, 0, 4096, 0x42);
+        assert!(contents(&bm, a).unwrap().iter().all(|x| *x == 0x42));
+        let t = bm.pin(a, PinReason::Mapped).unwrap();
+        assert_eq!(t.len, 4096, "the guest maps its 4 KiB");
+        let mut buf = [0u8; 8];
+        rustix::io::pread(&t.fd, &mut buf, 4088).unwrap();
+        assert_eq!(buf, [0x42; 8]);
+        bm.unpin(a, PinReason::Mapped).unwrap();
+        drop(t);
+        // 1 MiB of VRAM holds 16 of them, as the kernel counts: vgpu's
+        // accounting says full exactly when the kernel's does.
+        let mut ids = vec![a];
+        for _ in 1..16 {
+            let id = bm
+                .create(vm, 4096, device_only(), Priority::NORMAL)
+                .unwrap();
+            bm.validate(id, None).unwrap();
+            ids.push(id);
+        }
+        assert_eq!(kernel.bytes_in(1), MIB, "{flavor:?}");
+        assert_eq!(bm.stats().regions[1].used, MIB, "{flavor:?}");
+        // The 17th makes room by moving exactly one out to system memory.
+        let more = bm.create(vm, 4096, device_only(), Priority::HIGH).unwrap();
+        assert_eq!(bm.validate(more, None).unwrap(), RegionId::DEVICE);
+        let moved: Vec<ObjectId> = ids
+            .iter()
+            .copied()
+            .filter(|id| bm.object_info(*id).unwrap().region == Some(RegionId::SYSTEM))
+            .collect();
+        assert_eq!(moved.len(), 1, "{flavor:?}");
+        assert_eq!(kernel.bytes_in(1), MIB, "{flavor:?}");
+        assert_eq!(bm.stats().regions[1].used, MIB, "{flavor:?}");
+        if moved[0] == a {
+            assert!(contents(&bm, a).unwrap().iter().all(|x| *x == 0x42));
+        }
+        ids.push(more);
+        for id in ids {
+            bm.destroy(id).unwrap();
+        }
+        assert_eq!(bm.stats().regions[1].used, 0, "{flavor:?}");
+        assert_eq!(kernel.live_objects(), 0);
         check_accounting(&bm);
     }
 }
@@ -278,9 +535,10 @@ fn kernel_errors_become_clear_manager_errors() {
         )
         .unwrap();
     assert!(matches!(bm.validate(c, None), Err(BoError::NoSpace { .. })));
-    // The kernel's own view of a purged object: EINVAL on mmap.
-    bm.madvise(a, Madv::DontNeed).unwrap();
-    kernel.purge_dontneed();
+    // The kernel's own view of an object it has no pages for: DONTNEED
+    // purges it at once, and WILLNEED cannot bring it back.
+    assert!(!bm.madvise(a, Madv::DontNeed).unwrap());
+    assert_eq!(kernel.purge_dontneed(), 0, "nothing left to purge");
     assert!(!bm.madvise(a, Madv::WillNeed).unwrap());
     for id in [b, c] {
         bm.destroy(id).unwrap();
@@ -324,8 +582,19 @@ fn region_replies_parse() {
     put64(&mut x, 24, 1 << 30);
     let r = XeKernel::parse_regions(&x).unwrap();
     assert_eq!(
-        (r[0].class, r[0].instance, r[0].free),
-        (MemoryClass::Device, 1, Some(7 << 30))
+        (r[0].class, r[0].instance, r[0].free, r[0].page),
+        (MemoryClass::Device, 1, Some(7 << 30), 4096),
+        "min_page_size 0: the CPU page at least"
+    );
+    // min_page_size (the u32 at 4): 64K VRAM pages.
+    x[12..16].copy_from_slice(&(64u32 << 10).to_ne_bytes());
+    assert_eq!(XeKernel::parse_regions(&x).unwrap()[0].page, 64 << 10);
+    assert!(
+        I915Kernel::parse_regions(&d)
+            .unwrap()
+            .iter()
+            .all(|r| r.page == 4096),
+        "i915 does not say: its GEM_CREATE_EXT does"
     );
 }
 
@@ -425,9 +694,6 @@ fn gpu_submissions_pin_translate_and_fence_through_the_kernel() {
     let ha = bm.pin_for_gpu(a).unwrap();
     let hb = bm.pin_for_gpu(batch).unwrap();
     assert_ne!(ha, hb);
-    // Pinned: the shrinker cannot move or purge them meanwhile.
-    bm.madvise(a, Madv::DontNeed).unwrap();
-    bm.madvise(a, Madv::WillNeed).unwrap();
     let engines = ContextParam {
         param: 0xa,
         value: 0,
@@ -477,6 +743,10 @@ fn gpu_submissions_pin_translate_and_fence_through_the_kernel() {
     assert_eq!(exec.batch_index(), Some(1));
     let out_fence = gpu.execbuffer(&mut exec).unwrap();
     assert!(gpu.busy(ha).unwrap() && gpu.busy(hb).unwrap());
+    // Pinned and running (so the kernel has its pages): the shrinker
+    // cannot move or purge it meanwhile.
+    assert!(bm.madvise(a, Madv::DontNeed).unwrap());
+    assert!(bm.madvise(a, Madv::WillNeed).unwrap());
     let mut fds = [rustix::event::PollFd::new(
         &out_fence,
         rustix::event::PollFlags::IN,
@@ -726,7 +996,8 @@ mod ioctl {
         assert_eq!(before.aper_available_size, 80 * MIB);
         let h = gpu
             .create(4 * MIB, &region(&*gpu, MemoryClass::Device))
-            .unwrap();
+            .unwrap()
+            .handle;
         assert_eq!(aperture().aper_available_size, 76 * MIB);
 
         let set = |handle, tiling_mode, stride| {
@@ -1016,7 +1287,8 @@ mod ioctl {
         // The regions reply reflects what is allocated.
         let h = gpu
             .create(2 * MIB, &region(&*gpu, MemoryClass::Device))
-            .unwrap();
+            .unwrap()
+            .handle;
         assert_eq!(
             region(&*gpu, MemoryClass::Device).free,
             Some(6 * MIB),
@@ -1280,8 +1552,8 @@ mod ioctl {
         let (kernel, gpu) = i915(&[]);
         let sys = region(&*gpu, MemoryClass::System);
         let (a, b) = (
-            gpu.create(8192, &sys).unwrap(),
-            gpu.create(4096, &sys).unwrap(),
+            gpu.create(8192, &sys).unwrap().handle,
+            gpu.create(4096, &sys).unwrap().handle,
         );
         let mut exec = GpuExec {
             objects: vec![
@@ -1378,7 +1650,7 @@ mod ioctl {
         // in exactly one region, does not ask for it).
         let (kernel, gpu) = i915(&[8 * MIB]);
         let dev = region(&*gpu, MemoryClass::Device);
-        let h = gpu.create(MIB, &dev).unwrap();
+        let h = gpu.create(MIB, &dev).unwrap().handle;
         assert_eq!(kernel.create_flags(h), Some(0));
         assert_eq!(kernel.bytes_in(1), MIB);
         let mut ci = [
@@ -1419,10 +1691,14 @@ mod ioctl {
         );
         // Full: ENOSPC from device memory, which the manager evicts for.
         kernel.fail_next_create(Errno::NOSPC);
-        assert_eq!(gpu.create(MIB, &dev), Err(Errno::NOSPC));
-        assert_eq!(gpu.create(16 * MIB, &dev), Err(Errno::NOSPC));
+        assert_eq!(gpu.create(MIB, &dev).map(|o| o.handle), Err(Errno::NOSPC));
         assert_eq!(
-            gpu.create(128 * MIB, &region(&*gpu, MemoryClass::System)),
+            gpu.create(16 * MIB, &dev).map(|o| o.handle),
+            Err(Errno::NOSPC)
+        );
+        assert_eq!(
+            gpu.create(128 * MIB, &region(&*gpu, MemoryClass::System))
+                .map(|o| o.handle),
             Err(Errno::NOMEM)
         );
 
@@ -1436,12 +1712,37 @@ mod ioctl {
         assert!(xe.discrete());
         let vram = region(&*xe, MemoryClass::Device);
         assert_eq!((vram.instance, vram.free), (1, Some(8 * MIB)));
-        let h = xe.create(MIB, &vram).unwrap();
+        let h = xe.create(MIB, &vram).unwrap().handle;
         assert_eq!(
             xk.create_flags(h),
             Some(DRM_XE_GEM_CREATE_FLAG_NEEDS_VISIBLE_VRAM)
         );
-        assert_eq!(xe.create(4096, &vram), Err(Errno::INVAL), "not 64K-aligned");
+        assert_eq!(
+            (vram.page, region(&*xe, MemoryClass::System).page),
+            (64 << 10, 4096)
+        );
+        // The kernel refuses a VRAM size that is not a multiple of 64K;
+        // the driver asks for the size rounded up, and says so.
+        let mut small = XeGemCreate {
+            size: 4096,
+            placement: 1 << 1,
+            flags: DRM_XE_GEM_CREATE_FLAG_NEEDS_VISIBLE_VRAM,
+            cpu_caching: DRM_XE_GEM_CPU_CACHING_WC,
+            ..Default::default()
+        };
+        assert_eq!(
+            raw(&xk, DRM_IOCTL_XE_GEM_CREATE, &mut small),
+            Err(Errno::INVAL),
+            "not 64K-aligned"
+        );
+        let o = xe.create(4096, &vram).unwrap();
+        assert_eq!(o.size, 64 << 10);
+        assert_eq!(xk.bytes_in(1), MIB + (64 << 10));
+        xe.close(o.handle);
+        // i915 rounds device sizes itself, and the driver reports its size.
+        assert_eq!(gpu.create(4096, &dev).unwrap().size, 64 << 10);
+        let sys = region(&*gpu, MemoryClass::System);
+        assert_eq!(gpu.create(100, &sys).unwrap().size, 4096);
         let mut x = XeGemCreate {
             size: MIB,
             placement: 1 << 1,
@@ -1481,7 +1782,10 @@ mod ioctl {
     fn xe_busy_and_wait_poll_the_dma_buf() {
         let kernel = Arc::new(FakeKernel::new(Flavor::Xe, 64 * MIB, &[]));
         let xe = kernel.open().unwrap();
-        let h = xe.create(MIB, &region(&*xe, MemoryClass::System)).unwrap();
+        let h = xe
+            .create(MIB, &region(&*xe, MemoryClass::System))
+            .unwrap()
+            .handle;
         assert!(!xe.busy(h).unwrap());
         kernel.set_busy(h, true).unwrap();
         assert!(xe.busy(h).unwrap(), "seen through the dma-buf's poll");
@@ -1497,7 +1801,7 @@ mod ioctl {
     fn mappings_need_an_offset_and_failures_undo_what_was_made() {
         let (kernel, gpu) = i915(&[8 * MIB]);
         let dev = region(&*gpu, MemoryClass::Device);
-        let h = gpu.create(MIB, &dev).unwrap();
+        let h = gpu.create(MIB, &dev).unwrap().handle;
         // An offset never handed out cannot be mapped.
         let mut m = I915GemMmapOffset {
             handle: h,

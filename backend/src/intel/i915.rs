@@ -10,7 +10,7 @@ use rustix::io::Errno;
 
 use super::drm::{call, gem_close, prime_export, DrmDevice, RenderNode};
 use super::uapi::*;
-use super::{parse_region_reply, ContextParam, GemKernel, GpuExec, KernelRegion};
+use super::{parse_region_reply, ContextParam, GemKernel, GemObject, GpuExec, KernelRegion};
 use crate::types::{Madv, MemoryClass};
 
 /// The `DRM_IOCTL_I915_*` requests [`GemKernel::ioctl_simple`] runs: their
@@ -138,6 +138,8 @@ impl I915Kernel {
                 size: b.u64_at(8),
                 // u64::MAX: unknown (no CAP_PERFMON).
                 free: (free != u64::MAX).then_some(free),
+                // Not reported: GEM_CREATE_EXT rounds up and says so.
+                page: super::MIN_PAGE,
             })
         })
     }
@@ -178,7 +180,9 @@ impl GemKernel for I915Kernel {
         self.query_item(query_id)
     }
 
-    fn create(&self, size: u64, region: &KernelRegion) -> Result<u32, Errno> {
+    /// i915 rounds the size up to the placement's page itself (64K for
+    /// device memory on DG2 and later) and writes back what it made.
+    fn create(&self, size: u64, region: &KernelRegion) -> Result<GemObject, Errno> {
         let mut ci = I915MemoryClassInstance {
             memory_class: match region.class {
                 MemoryClass::System => I915_MEMORY_CLASS_SYSTEM,
@@ -206,7 +210,10 @@ impl GemKernel for I915Kernel {
         // extension chain (one memory-regions extension pointing at one
         // class/instance) lives across the call.
         unsafe { call(self.dev(), DRM_IOCTL_I915_GEM_CREATE_EXT, &mut c) }?;
-        Ok(c.handle)
+        Ok(GemObject {
+            handle: c.handle,
+            size: c.size,
+        })
     }
 
     fn mmap(&self, handle: u32, size: u64, _region: &KernelRegion) -> Result<NonNull<u8>, Errno> {

@@ -43,6 +43,18 @@
 //! vgpu's own state, and vgpu's shrinker purges them by closing them (a
 //! VMM's mapping of the dma-buf keeps its pages alive, so nothing faults).
 //!
+//! A kernel purge is for good, and i915 makes one without waiting: an
+//! object with no pages (never mapped, never used by the GPU — what a
+//! guest buffer is until it is used) is truncated by the DONTNEED itself,
+//! which answers `retained` = 0. The manager purges such an object on that
+//! answer: the guest hears false, the handle is closed, and the purge
+//! frees no resident memory (there were no pages). Once the kernel said an
+//! object is purged, [`GemBuffer`] remembers it: it is never mapped, its
+//! dma-buf never handed out, it is never submitted, it counts as empty, a
+//! purge of it frees nothing, and madvise answers false without asking
+//! the kernel again. A DONTNEED the kernel survives tells vgpu the object
+//! has pages, even ones vgpu did not see it get (a guest's SET_DOMAIN).
+//!
 //! Must not: know about virtio; the device asks the manager, as with the
 //! emulated driver.
 
@@ -83,6 +95,24 @@ pub struct KernelRegion {
     pub size: u64,
     /// Bytes still free, if the kernel says.
     pub free: Option<u64>,
+    /// The smallest page the kernel backs the region with: object sizes
+    /// are multiples of it (xe: `min_page_size`, 64 KiB for VRAM on parts
+    /// that need it; i915 does not report it: 4 KiB here, and the size its
+    /// GEM_CREATE_EXT writes back says what it really made). At least 4 KiB.
+    pub page: u64,
+}
+
+/// The smallest page any region has.
+pub const MIN_PAGE: u64 = 4096;
+
+/// A GEM object the kernel created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemObject {
+    /// Its handle.
+    pub handle: u32,
+    /// Its size as the kernel made it: the size asked for, rounded up to
+    /// the region's page (what the object takes from the region).
+    pub size: u64,
 }
 
 /// One entry of a kernel's memory-regions reply.
@@ -92,6 +122,10 @@ impl RegionEntry<'_> {
     /// The native-endian u16 at byte `o`.
     pub fn u16_at(&self, o: usize) -> u16 {
         u16::from_ne_bytes([self.0[o], self.0[o + 1]])
+    }
+    /// The native-endian u32 at byte `o`.
+    pub fn u32_at(&self, o: usize) -> u32 {
+        u32::from_ne_bytes(self.0[o..o + 4].try_into().unwrap_or([0; 4]))
     }
     /// The native-endian u64 at byte `o`.
     pub fn u64_at(&self, o: usize) -> u64 {
@@ -140,8 +174,10 @@ pub trait GemKernel: Send + Sync + fmt::Debug {
     fn device_id(&self) -> Option<u32> {
         None
     }
-    /// A new object of `size` bytes placed in `region` only; its handle.
-    fn create(&self, size: u64, region: &KernelRegion) -> Result<u32, Errno>;
+    /// A new object of at least `size` bytes placed in `region` only: its
+    /// handle and real size (`size` rounded up to the region's page where
+    /// the kernel wants that, as xe does for 64K VRAM pages).
+    fn create(&self, size: u64, region: &KernelRegion) -> Result<GemObject, Errno>;
     /// Maps the whole object for the CPU.
     fn mmap(&self, handle: u32, size: u64, region: &KernelRegion) -> Result<NonNull<u8>, Errno>;
     /// Undoes [`Self::mmap`].
@@ -149,7 +185,9 @@ pub trait GemKernel: Send + Sync + fmt::Debug {
     /// A dma-buf of the object (PRIME), for the VMM to map into the guest.
     fn export(&self, handle: u32) -> Result<OwnedFd, Errno>;
     /// Passes guest advice to the kernel: `Some(retained)`, or `None` when
-    /// the kernel has no buffer madvise.
+    /// the kernel has no buffer madvise. i915 truncates a DONTNEED object
+    /// that has no pages at once: that very call answers `retained` false,
+    /// and the object stays purged.
     fn madvise(&self, handle: u32, madv: Madv) -> Result<Option<bool>, Errno>;
     /// Whether the GPU still uses the object.
     fn busy(&self, handle: u32) -> Result<bool, Errno>;
@@ -258,19 +296,34 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 /// A GEM object of one region: its handle, its dma-buf and its mapping.
+///
+/// What the kernel said about its pages is kept here: an object the kernel
+/// purged (i915 answered `retained` false: it truncated a DONTNEED object
+/// with no pages at once, or its shrinker dropped one later) is dead for
+/// good — never mapped, shared or submitted again, never asked about
+/// again, and a purge of it frees nothing.
 pub struct GemBuffer {
     kernel: Arc<dyn GemKernel>,
     region: KernelRegion,
     handle: u32,
+    /// The guest's size: what vgpu maps, copies and counts.
     size: u64,
+    /// The object's real size (`size` rounded up to the region's page):
+    /// what it takes from the region, and what the region's `used` holds
+    /// for it until it is freed.
+    charge: u64,
     dmabuf: OwnedFd,
     map: OnceLock<Option<Mapping>>,
     /// The kernel was told DONTNEED (and may drop the pages).
     kernel_dontneed: AtomicBool,
+    /// The kernel purged it (for good).
+    kernel_purged: AtomicBool,
     /// The dma-buf left the daemon: someone else may fault on it.
     shared: AtomicBool,
     /// The kernel may have pages for it: it was mapped for the CPU (by
-    /// vgpu, or by a VMM through its dma-buf) or handed to the GPU.
+    /// vgpu, or by a VMM through its dma-buf), handed to the GPU, or the
+    /// kernel kept it through a DONTNEED (which only an object with pages
+    /// survives).
     touched: AtomicBool,
 }
 
@@ -280,6 +333,8 @@ impl fmt::Debug for GemBuffer {
             .field("driver", &self.kernel.driver())
             .field("handle", &self.handle)
             .field("size", &self.size)
+            .field("charge", &self.charge)
+            .field("kernel_purged", &self.kernel_purged())
             .finish()
     }
 }
@@ -288,6 +343,36 @@ impl GemBuffer {
     /// The kernel handle.
     pub fn handle(&self) -> u32 {
         self.handle
+    }
+
+    /// What the object takes from its region: its size as the kernel made
+    /// it (the guest's size rounded up to the region's page).
+    pub fn charge(&self) -> u64 {
+        self.charge
+    }
+
+    /// Whether the kernel purged the object (its pages are gone for good).
+    pub fn kernel_purged(&self) -> bool {
+        self.kernel_purged.load(Ordering::Acquire)
+    }
+
+    fn purged_error(&self) -> io::Error {
+        io::Error::other(format!(
+            "{}: the GPU kernel purged GEM object {} (it was DONTNEED)",
+            self.kernel.driver(),
+            self.handle
+        ))
+    }
+
+    /// Records the kernel's `retained` answer to a madvise: false means
+    /// purged, for good; true to DONTNEED means the kernel had pages for
+    /// it (i915 truncates a DONTNEED object without pages at once).
+    fn note_retained(&self, madv: Madv, retained: bool) {
+        if !retained {
+            self.kernel_purged.store(true, Ordering::Release);
+        } else if madv != Madv::WillNeed {
+            self.touched.store(true, Ordering::Release);
+        }
     }
 
     fn check(&self, offset: u64, len: u64) -> io::Result<usize> {
@@ -306,16 +391,20 @@ impl GemBuffer {
     }
 
     /// Takes a kernel DONTNEED back before the object is touched by CPU:
-    /// an error if the kernel has already dropped the pages.
+    /// an error if the kernel has dropped the pages (then and for good).
     fn reclaim(&self) -> io::Result<()> {
+        if self.kernel_purged() {
+            return Err(self.purged_error());
+        }
         if !self.kernel_dontneed.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         match self.kernel.madvise(self.handle, Madv::WillNeed) {
             Ok(Some(true)) | Ok(None) => Ok(()),
-            Ok(Some(false)) => Err(io::Error::other(
-                "the GPU kernel purged the object (it was DONTNEED)",
-            )),
+            Ok(Some(false)) => {
+                self.note_retained(Madv::WillNeed, false);
+                Err(self.purged_error())
+            }
             Err(e) => {
                 self.kernel_dontneed.store(true, Ordering::Release);
                 Err(e.into())
@@ -338,16 +427,28 @@ impl BufferIo for GemBuffer {
         self.dmabuf.as_fd()
     }
 
+    /// `None` once the kernel purged the object: a purged object is never
+    /// submitted (i915 would refuse it with EFAULT).
     fn gem_handle(&self) -> Option<u32> {
+        if self.kernel_purged() {
+            log::warn!(
+                "{}: GEM object {} was purged by the kernel: not submitted",
+                self.kernel.driver(),
+                self.handle
+            );
+            return None;
+        }
         // Asked for a GPU submission: the kernel binds (populates) it.
         self.touched.store(true, Ordering::Release);
         Some(self.handle)
     }
 
     fn share(&self) -> io::Result<BorrowedFd<'_>> {
+        // A purged object's descriptor never leaves: a VMM mapping it
+        // would fault (SIGBUS) on every access.
+        self.reclaim()?;
         self.shared.store(true, Ordering::Release);
         self.touched.store(true, Ordering::Release);
-        self.reclaim()?;
         Ok(self.dmabuf.as_fd())
     }
 
@@ -359,7 +460,8 @@ impl BufferIo for GemBuffer {
         if let Some(m) = self.map.get() {
             return m.as_ref().map(|m| m.0);
         }
-        // Not cached: a purge is for good, but a failed ioctl may pass.
+        // Not cached: a purge is for good (`reclaim` says so from then on
+        // without asking the kernel), but a failed ioctl may pass.
         if let Err(e) = self.reclaim() {
             log::warn!(
                 "{}: GEM object {} cannot be mapped: {e}",
@@ -422,19 +524,28 @@ impl BufferIo for GemBuffer {
     /// its last reference goes (the manager closes it right after
     /// purging), so only a purge of the whole object counts, and only if
     /// the kernel has pages for it (it was touched by CPU or GPU, and the
-    /// kernel did not purge it already: i915 answers a repeated DONTNEED
-    /// with `retained`) and no one else holds them: a dma-buf that left
-    /// the daemon may still be mapped by the VMM, which keeps the pages
-    /// until it unmaps — vgpu cannot see when, so it counts nothing.
+    /// kernel did not purge it already: a purged object — truncated by
+    /// i915 at the DONTNEED of an object without pages, or later by its
+    /// shrinker, which a repeated DONTNEED's `retained` reveals — freed
+    /// nothing now) and no one else holds them: a dma-buf that left the
+    /// daemon may still be mapped by the VMM, which keeps the pages until
+    /// it unmaps — vgpu cannot see when, so it counts nothing.
     fn punch(&self, offset: u64, len: u64) -> io::Result<u64> {
         self.check(offset, len)?;
         let whole = offset == 0 && len == self.size;
-        if !whole || self.shared.load(Ordering::Acquire) || !self.touched.load(Ordering::Acquire) {
+        if !whole
+            || self.shared.load(Ordering::Acquire)
+            || !self.touched.load(Ordering::Acquire)
+            || self.kernel_purged()
+        {
             return Ok(0);
         }
         if self.kernel_dontneed.load(Ordering::Acquire) {
-            if let Ok(Some(false)) = self.kernel.madvise(self.handle, Madv::DontNeed) {
-                return Ok(0);
+            if let Ok(Some(retained)) = self.kernel.madvise(self.handle, Madv::DontNeed) {
+                self.note_retained(Madv::DontNeed, retained);
+                if !retained {
+                    return Ok(0);
+                }
             }
         }
         Ok(self.size)
@@ -442,14 +553,16 @@ impl BufferIo for GemBuffer {
 
     /// The kernel owns the pages and offers no residency query for them:
     /// a touched object counts whole, an untouched one (never mapped nor
-    /// submitted) as empty.
+    /// submitted) or one the kernel purged as empty.
     fn resident(&self, offset: u64, len: u64) -> io::Result<u64> {
         self.check(offset, len)?;
-        Ok(if self.touched.load(Ordering::Acquire) {
-            len
-        } else {
-            0
-        })
+        Ok(
+            if self.touched.load(Ordering::Acquire) && !self.kernel_purged() {
+                len
+            } else {
+                0
+            },
+        )
     }
 }
 
@@ -493,6 +606,29 @@ impl GemRegion {
             used: AtomicU64::new(0),
         }
     }
+
+    /// Adds `bytes` to the region's `used` if they fit; else what is free.
+    fn reserve(&self, bytes: u64) -> Result<(), u64> {
+        let cap = self.info.capacity.unwrap_or(u64::MAX);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|end| *end <= cap)
+            })
+            .map(drop)
+            .map_err(|used| cap.saturating_sub(used))
+    }
+
+    fn unreserve(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes still free in vgpu's accounting (0 for system memory, which
+    /// has no capacity here).
+    fn free_bytes(&self) -> u64 {
+        self.info
+            .capacity
+            .map_or(0, |c| c.saturating_sub(self.used.load(Ordering::Relaxed)))
+    }
 }
 
 impl MemoryRegion for GemRegion {
@@ -500,57 +636,75 @@ impl MemoryRegion for GemRegion {
         &self.info
     }
 
+    /// Reserves for an object of `size` bytes what it takes from the
+    /// region — its size rounded up to the region's page, corrected by
+    /// what the kernel says it made — then creates it there.
     fn allocate(&self, size: u64, _name: &str) -> Result<Backing, RegionError> {
+        let no_space = |free: u64| RegionError::NoSpace { size, free };
+        let estimate = size
+            .checked_next_multiple_of(self.region.page.max(MIN_PAGE))
+            .ok_or_else(|| no_space(self.free_bytes()))?;
         // Reserve first: concurrent allocations never overcommit the
         // region in vgpu's accounting.
-        let cap = self.info.capacity.unwrap_or(u64::MAX);
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(size).filter(|end| *end <= cap)
-            })
-            .map_err(|used| RegionError::NoSpace {
-                size,
-                free: cap.saturating_sub(used),
-            })?;
-        let unreserve = |e: RegionError| {
-            self.used.fetch_sub(size, Ordering::AcqRel);
-            e
-        };
-        let handle = self
-            .kernel
-            .create(size, &self.region)
-            .map_err(|e| match e {
-                Errno::NOSPC | Errno::NOMEM | Errno::TOOBIG => RegionError::NoSpace {
-                    size,
-                    free: self
-                        .info
-                        .capacity
-                        .map_or(0, |c| c.saturating_sub(self.used.load(Ordering::Relaxed))),
-                },
-                e => RegionError::Io {
+        self.reserve(estimate).map_err(no_space)?;
+        let created = match self.kernel.create(size, &self.region) {
+            Ok(o) if o.size >= size => o,
+            Ok(o) => {
+                // Too small to hold the guest's bytes: never from a kernel.
+                self.kernel.close(o.handle);
+                self.unreserve(estimate);
+                return Err(RegionError::Io {
                     op: "creating a GEM object",
-                    source: e.into(),
-                },
-            })
-            .map_err(unreserve)?;
-        let dmabuf = match self.kernel.export(handle) {
+                    source: io::Error::other(format!(
+                        "the kernel made {} bytes of the {size} asked",
+                        o.size
+                    )),
+                });
+            }
+            Err(e) => {
+                self.unreserve(estimate);
+                return Err(match e {
+                    Errno::NOSPC | Errno::NOMEM | Errno::TOOBIG => no_space(self.free_bytes()),
+                    e => RegionError::Io {
+                        op: "creating a GEM object",
+                        source: e.into(),
+                    },
+                });
+            }
+        };
+        // The kernel's own rounding (i915 rounds device memory to 64K
+        // pages without saying so in its region query).
+        let charge = created.size;
+        if charge > estimate {
+            if let Err(free) = self.reserve(charge - estimate) {
+                self.kernel.close(created.handle);
+                self.unreserve(estimate);
+                return Err(no_space(free));
+            }
+        } else {
+            self.unreserve(estimate - charge);
+        }
+        let dmabuf = match self.kernel.export(created.handle) {
             Ok(fd) => fd,
             Err(e) => {
-                self.kernel.close(handle);
-                return Err(unreserve(RegionError::Io {
+                self.kernel.close(created.handle);
+                self.unreserve(charge);
+                return Err(RegionError::Io {
                     op: "exporting a GEM object (PRIME)",
                     source: e.into(),
-                }));
+                });
             }
         };
         Ok(Backing::Gem(GemBuffer {
             kernel: self.kernel.clone(),
             region: self.region,
-            handle,
+            handle: created.handle,
             size,
+            charge,
             dmabuf,
             map: OnceLock::new(),
             kernel_dontneed: AtomicBool::new(false),
+            kernel_purged: AtomicBool::new(false),
             shared: AtomicBool::new(false),
             touched: AtomicBool::new(false),
         }))
@@ -558,7 +712,7 @@ impl MemoryRegion for GemRegion {
 
     fn free(&self, backing: Backing) {
         if let Backing::Gem(b) = backing {
-            self.used.fetch_sub(b.size, Ordering::AcqRel);
+            self.unreserve(b.charge);
             drop(b);
         }
     }
@@ -618,25 +772,33 @@ impl MemoryRegion for GemRegion {
         }
     }
 
+    /// The guest's advice, to the kernel where it has madvise and no one
+    /// can fault on the object (see the module docs). The kernel's
+    /// `retained` is the answer; false — also to the DONTNEED of an object
+    /// the kernel holds no pages for, which i915 truncates at once — means
+    /// purged for good, and the manager purges the object then. An object
+    /// the kernel purged earlier answers false without asking again.
     fn madvise(&self, backing: &Backing, madv: Madv) -> Option<io::Result<bool>> {
         let Backing::Gem(b) = backing else {
             return None;
         };
-        match madv {
-            Madv::WillNeed => b.kernel_dontneed.store(false, Ordering::Release),
-            // Mapped by vgpu or shared: the kernel must keep the pages
-            // (see the module docs); vgpu's own policy applies.
-            _ if b.map.get().is_some() || b.shared.load(Ordering::Acquire) => return None,
-            _ => {}
+        if b.kernel_purged() {
+            return Some(Ok(false));
+        }
+        // Mapped by vgpu or shared: the kernel must keep the pages (see
+        // the module docs); vgpu's own policy applies.
+        if madv != Madv::WillNeed && (b.map.get().is_some() || b.shared.load(Ordering::Acquire)) {
+            return None;
         }
         match self.kernel.madvise(b.handle, madv) {
             Ok(Some(retained)) => {
-                if madv != Madv::WillNeed {
-                    b.kernel_dontneed.store(true, Ordering::Release);
-                }
+                b.note_retained(madv, retained);
+                b.kernel_dontneed
+                    .store(madv != Madv::WillNeed, Ordering::Release);
                 Some(Ok(retained))
             }
             Ok(None) => None,
+            // The kernel's state is unchanged: so is vgpu's view of it.
             Err(e) => Some(Err(e.into())),
         }
     }

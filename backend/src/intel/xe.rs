@@ -3,6 +3,35 @@
 //! has no buffer madvise: vgpu's own purge policy applies (a purge closes
 //! the object), and busy/wait poll the object's dma-buf, whose readiness
 //! reflects the GPU's fences.
+//!
+//! ## Object sizes, and what is charged
+//!
+//! xe wants an object's size to be a multiple of its region's page
+//! (`min_page_size` in DRM_XE_DEVICE_QUERY_MEM_REGIONS): the CPU page for
+//! system memory, and 64 KiB for VRAM on parts with 64K VRAM pages
+//! (`XE_VRAM_FLAGS_NEED64K`: DG2, Battlemage and later), where
+//! `xe_gem_create_ioctl` answers anything else with EINVAL. A guest may ask
+//! for a 4 KiB device-memory blob, so [`XeKernel::create`] rounds the size
+//! up to the region's page: that blob is a 64 KiB GEM object.
+//!
+//! Which size counts where:
+//!
+//! * **The region is charged the real size** (the rounded one): vgpu's
+//!   `used` of the region, its capacity check and therefore placement and
+//!   eviction, and the region's `used` in `vgpuctl stats`. That is what the
+//!   kernel takes from VRAM, and it has to be: with the guest's size vgpu
+//!   would think a 4 MiB VRAM region holds 1024 4-KiB blobs when the kernel
+//!   has room for 64, place objects the kernel then refuses with ENOSPC,
+//!   and evict too little to make room.
+//! * **Everything else is the guest's size**: the object's size in the
+//!   manager, the VM's charge and quota, residency and purged bytes, the
+//!   mapping vgpu copies through and the range the VMM maps for the guest
+//!   (the padding is never reachable, so it holds nothing anyone reads).
+//!   The VM's charge is the manager's per-object accounting, the same for
+//!   every driver, so a guest's quota does not depend on which GPU the host
+//!   has; the padding it does not see is under 64 KiB per device object,
+//!   bounded by the per-VM resource limit, and shows in the region's
+//!   `used`.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,7 +43,7 @@ use rustix::io::Errno;
 
 use super::drm::{call, gem_close, prime_export, DrmDevice, RenderNode};
 use super::uapi::*;
-use super::{parse_region_reply, GemKernel, KernelRegion};
+use super::{parse_region_reply, GemKernel, GemObject, KernelRegion, MIN_PAGE};
 use crate::types::{Madv, MemoryClass};
 
 /// An xe render node.
@@ -60,6 +89,7 @@ impl XeKernel {
                 instance: b.u16_at(2),
                 size: total,
                 free: Some(total.saturating_sub(used)),
+                page: u64::from(b.u32_at(4)).max(MIN_PAGE),
             })
         })
     }
@@ -113,10 +143,15 @@ impl GemKernel for XeKernel {
         Some((v & 0xffff) as u32)
     }
 
-    fn create(&self, size: u64, region: &KernelRegion) -> Result<u32, Errno> {
+    /// The size rounded up to the region's page, which xe requires (see
+    /// the module docs).
+    fn create(&self, size: u64, region: &KernelRegion) -> Result<GemObject, Errno> {
         if region.instance >= 32 {
             return Err(Errno::INVAL);
         }
+        let size = size
+            .checked_next_multiple_of(region.page.max(MIN_PAGE))
+            .ok_or(Errno::TOOBIG)?;
         let vram = region.class == MemoryClass::Device;
         let mut c = XeGemCreate {
             size,
@@ -136,7 +171,10 @@ impl GemKernel for XeKernel {
         };
         // SAFETY: GEM_CREATE takes a drm_xe_gem_create (no extensions).
         unsafe { call(self.dev(), DRM_IOCTL_XE_GEM_CREATE, &mut c) }?;
-        Ok(c.handle)
+        Ok(GemObject {
+            handle: c.handle,
+            size,
+        })
     }
 
     fn mmap(&self, handle: u32, size: u64, _region: &KernelRegion) -> Result<NonNull<u8>, Errno> {

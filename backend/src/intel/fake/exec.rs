@@ -175,6 +175,8 @@ fn run(
     let handles: Vec<u32> = objs.iter().map(|o| o.handle).collect();
     for h in &handles {
         if let Ok(o) = st.object_mut(*h) {
+            // Bound for the GPU: the kernel got its pages.
+            o.pages = true;
             o.busy = true;
         }
     }

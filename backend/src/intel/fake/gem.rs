@@ -41,7 +41,12 @@ pub(super) struct Object {
     /// Its address in every GPU VM of the fake.
     pub gpu_addr: u64,
     pub dontneed: bool,
+    /// Truncated by the kernel (`__I915_MADV_PURGED`): for good.
     pub purged: bool,
+    /// The kernel has pages for it (`i915_gem_object_has_pages`): got by
+    /// a CPU mapping, a submission or SET_DOMAIN, lost to a purge. A
+    /// DONTNEED object without pages is truncated at once.
+    pub pages: bool,
     pub busy: bool,
     /// Live CPU mappings of it.
     pub maps: u32,
@@ -81,6 +86,16 @@ pub(super) struct State {
     pub hooks: Vec<(u32, Hook)>,
     /// Query items set by tests (`None`: the item is unknown).
     pub query_items: HashMap<u64, Option<Vec<u8>>>,
+}
+
+impl Object {
+    /// `i915_gem_object_truncate`: the pages go for good and the object
+    /// is `__I915_MADV_PURGED`.
+    pub fn truncate(&mut self) {
+        let _ = self.file.punch(0, self.file.size());
+        self.purged = true;
+        self.pages = false;
+    }
 }
 
 impl State {
@@ -180,6 +195,7 @@ impl State {
                 gpu_addr,
                 dontneed: false,
                 purged: false,
+                pages: false,
                 busy: false,
                 maps: 0,
                 tiling: (I915_TILING_NONE, 0),
@@ -250,6 +266,9 @@ impl FakeKernel {
             .insert(ptr.as_ptr() as usize, Mapping { handle });
         if let Ok(o) = st.object_mut(handle) {
             o.maps += 1;
+            // The caller's first access faults the pages in (a purged
+            // object's fault is the SIGBUS counted above: no pages).
+            o.pages |= !o.purged;
         }
         Ok(ptr)
     }

@@ -60,6 +60,13 @@ pub(super) fn ioctl(
             if !o.purged {
                 o.dontneed = m.madv == I915_MADV_DONTNEED;
             }
+            // i915_gem_madvise_ioctl: "if the object is no longer
+            // attached, discard its backing storage" — a DONTNEED object
+            // without pages (never populated, or its pages already gone)
+            // is truncated now, and this very call says not retained.
+            if o.dontneed && !o.pages && !o.purged {
+                o.truncate();
+            }
             m.retained = u32::from(!o.purged);
             if m.madv == I915_MADV_DONTNEED && o.maps > 0 {
                 k.hazard("DONTNEED of a CPU-mapped object", m.handle);
@@ -133,7 +140,14 @@ pub(super) fn ioctl(
             Ok(())
         }),
         DRM_IOCTL_I915_GEM_SET_DOMAIN => with_arg(kdata, |d: &mut I915GemSetDomain| {
-            st.object(d.handle).map(drop)
+            // i915_gem_object_pin_pages: a purged object has none to
+            // give (EFAULT); any other gets its pages now.
+            let o = st.object_mut(d.handle)?;
+            if o.purged {
+                return Err(Errno::FAULT);
+            }
+            o.pages = true;
+            Ok(())
         }),
         DRM_IOCTL_I915_GEM_EXECBUFFER2 | DRM_IOCTL_I915_GEM_EXECBUFFER2_WR => {
             exec::execbuffer2(st, user, request, kdata)

@@ -23,6 +23,14 @@
 //!   BUSY, WAIT; and the pointer-free requests guests may send through
 //!   IOCTL_SIMPLE: REG_READ (the render ring's TIMESTAMP only, a monotonic
 //!   12.5 MHz counter), GET_APERTURE, SET/GET_TILING, SET_DOMAIN.
+//!   Whether the kernel has pages for an object is tracked as i915 does
+//!   (`i915_gem_object_has_pages`): a CPU mapping through the device, a
+//!   submission, SET_DOMAIN or a GPU job ([`FakeKernel::set_busy`]) gets
+//!   them, a purge loses them. MADVISE(DONTNEED) of an object without
+//!   pages truncates it at once, as `i915_gem_madvise_ioctl` does: that
+//!   call already answers retained = 0, and the object stays purged (a
+//!   later WILLNEED says 0 too; execbuffer and SET_DOMAIN of it are
+//!   EFAULT; a CPU mapping of it is a SIGBUS hazard).
 //! * `context` — GPU contexts (created with SETPARAM extensions whose
 //!   ENGINES and SSEU data are read through their pointers, or by the
 //!   legacy create), destroy, GET/SETPARAM (PRIORITY, RECOVERABLE,
@@ -130,7 +138,8 @@ pub type Hook = Box<dyn FnOnce(&FakeKernel) + Send>;
 /// A fake GPU kernel: a [`DrmDevice`] answering i915's or xe's ioctls.
 pub struct FakeKernel {
     flavor: Flavor,
-    /// The regions' class, instance and size (`free` unused).
+    /// The regions' class, instance and size (`free` and `page` unused:
+    /// each flavour's rules say what a region's pages are).
     regions: Vec<KernelRegion>,
     state: Mutex<State>,
     hazards: AtomicUsize,
@@ -156,6 +165,7 @@ impl FakeKernel {
             instance: 0,
             size: system,
             free: None,
+            page: super::MIN_PAGE,
         }];
         for (i, size) in device.iter().enumerate() {
             regions.push(KernelRegion {
@@ -167,6 +177,7 @@ impl FakeKernel {
                 },
                 size: *size,
                 free: None,
+                page: super::MIN_PAGE,
             });
         }
         Self {
@@ -262,6 +273,13 @@ impl FakeKernel {
         self.state().objects.len()
     }
 
+    /// The live handles, in order.
+    pub fn handles(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.state().objects.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// The next call of `request` fails with `e` before doing anything.
     pub fn fail_next(&self, request: u32, e: Errno) {
         self.state().failures.push((request, e));
@@ -312,7 +330,8 @@ impl FakeKernel {
     }
 
     /// The kernel's own shrinker: purges every DONTNEED object (i915).
-    /// Returns how many.
+    /// Returns how many. (DONTNEED objects without pages are not among
+    /// them: GEM_MADVISE truncated those at once.)
     pub fn purge_dontneed(&self) -> usize {
         let mut n = 0;
         for o in self
@@ -321,16 +340,30 @@ impl FakeKernel {
             .values_mut()
             .filter(|o| o.dontneed && !o.purged)
         {
-            let _ = o.file.punch(0, o.file.size());
-            o.purged = true;
+            o.truncate();
             n += 1;
         }
         n
     }
 
-    /// Marks an object busy or idle (a GPU job vgpu did not submit).
+    /// Whether the kernel holds pages for the object
+    /// (`i915_gem_object_has_pages`).
+    pub fn has_pages(&self, handle: u32) -> Result<bool, Errno> {
+        self.state().object(handle).map(|o| o.pages)
+    }
+
+    /// Whether the kernel purged the object (`__I915_MADV_PURGED`).
+    pub fn is_purged(&self, handle: u32) -> Result<bool, Errno> {
+        self.state().object(handle).map(|o| o.purged)
+    }
+
+    /// Marks an object busy or idle (a GPU job vgpu did not submit). A job
+    /// that uses an object holds its pages.
     pub fn set_busy(&self, handle: u32, busy: bool) -> Result<(), Errno> {
-        self.state().object_mut(handle).map(|o| o.busy = busy)
+        self.state().object_mut(handle).map(|o| {
+            o.busy = busy;
+            o.pages |= busy && !o.purged;
+        })
     }
 
     /// Whether the kernel holds the object busy.

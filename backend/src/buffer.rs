@@ -68,6 +68,11 @@ pub trait BufferIo: Send + Sync + fmt::Debug {
     fn gem_handle(&self) -> Option<u32> {
         None
     }
+    /// Whether the GPU kernel purged this buffer's pages itself (a GEM
+    /// object it was told DONTNEED): the buffer is dead.
+    fn kernel_purged(&self) -> bool {
+        false
+    }
 }
 
 impl BufferIo for ShmemFile {

@@ -512,6 +512,12 @@ impl BufferManager {
         let storage = region
             .storage(backing)
             .map_err(BoError::io("locating an object's storage"))?;
+        if storage.file.kernel_purged() {
+            // The GPU kernel dropped it (it was DONTNEED): it is dead for
+            // vgpu too, now, and nothing was resident to count.
+            self.inner.purge_locked(&obj, &mut st)?;
+            return Err(BoError::Purged(id));
+        }
         // The bytes leave the daemon (a descriptor, the GPU): no earlier
         // object's bytes.
         storage

@@ -429,6 +429,10 @@ impl BufferIo for GemBuffer {
 
     /// `None` once the kernel purged the object: a purged object is never
     /// submitted (i915 would refuse it with EFAULT).
+    fn kernel_purged(&self) -> bool {
+        GemBuffer::kernel_purged(self)
+    }
+
     fn gem_handle(&self) -> Option<u32> {
         if self.kernel_purged() {
             log::warn!(

@@ -96,8 +96,9 @@ fn run(
             return Err(Errno::INVAL);
         }
         let obj = st.object(o.handle)?;
-        // Its pages cannot be pinned: i915 says EFAULT.
-        if obj.purged || obj.dontneed {
+        // Its pages cannot be pinned: i915 says EFAULT. (A DONTNEED
+        // object whose pages the kernel still holds runs.)
+        if obj.purged || (obj.dontneed && !obj.pages) {
             return Err(Errno::FAULT);
         }
         if !seen.insert(o.handle) {

@@ -404,32 +404,59 @@ fn native_decoder_rejects_inconsistent_requests() {
     }
 }
 
+/// Claims 4 bytes less than `req` has, and drops them: the framing is
+/// fine, the command's layout is short.
+fn shortened(req: &I915Request<'_>) -> Vec<u8> {
+    let mut stream = Vec::new();
+    req.encode(1, 0, &mut stream);
+    let len = stream.len() - 4;
+    stream.truncate(len);
+    stream[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    stream
+}
+
 #[test]
-fn every_native_command_with_a_short_length_is_rejected() {
+fn short_native_commands_with_a_tail_are_rejected() {
+    // virglrenderer checks hdr->len against the struct plus its tail.
     let regions = [MemoryClassInstance::new(0, 0)];
     let buffers = [exec_object(1)];
+    let requests = [
+        gem_create_ext(4096, 1, 0, &regions),
+        gem_context_create(0),
+        gem_execbuffer2(0, 0, 0, &buffers, &[]),
+        ioctl_simple(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, &[0; 8]),
+    ];
+    for req in &requests {
+        let stream = shortened(req);
+        let raw = CcmdIter::new(&stream).next().unwrap().unwrap();
+        let err = I915Request::decode(raw).unwrap_err();
+        assert_eq!(err.errno(), EINVAL, "{:?}: {err}", req.command());
+    }
+}
+
+#[test]
+fn short_fixed_size_native_commands_read_as_zero_extended() {
+    // drm_context.c: an older guest's shorter struct reads as if its
+    // missing fields were 0.
     let requests = [
         getparam(1),
         queryparam(4, 0),
         gem_create(4096, 1),
-        gem_create_ext(4096, 1, 0, &regions),
-        gem_context_create(0),
-        gem_execbuffer2(0, 0, 0, &buffers, &[]),
-        gem_set_mmap_mode(1, 0),
+        gem_set_mmap_mode(1, 3),
         gem_busy(1),
         gem_madvise_resource(1, 1),
         gem_close(1),
     ];
     for req in &requests {
-        let mut stream = Vec::new();
-        req.encode(1, 0, &mut stream);
-        // Claim 4 bytes less than present, then drop them: framing is fine,
-        // the command's layout is not.
-        let len = stream.len() - 4;
-        stream.truncate(len);
-        stream[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        let stream = shortened(req);
         let raw = CcmdIter::new(&stream).next().unwrap().unwrap();
-        let err = I915Request::decode(raw).unwrap_err();
-        assert_eq!(err.errno(), EINVAL, "{:?}: {err}", req.command());
+        let got = I915Request::decode(raw).unwrap();
+        let mut again = Vec::new();
+        got.encode(1, 0, &mut again);
+        let mut want = Vec::new();
+        req.encode(1, 0, &mut want);
+        let n = want.len();
+        want[n - 4..].fill(0);
+        assert_eq!(again, want, "{:?}", req.command());
     }
 }

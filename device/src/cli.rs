@@ -141,22 +141,65 @@ fn check_trigger(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Parses a byte size: a number with an optional K, M, G or T suffix
-/// (binary multiples), e.g. `4096`, `64K`, `256M`, `1G`.
+/// The size forms, for error messages.
+const SIZE_FORMS: &str = "bytes, or a number such as 2 or 1.5 with a unit: K, M, G, T and \
+     KiB, MiB, GiB, TiB are powers of 1024, KB, MB, GB, TB powers of 1000";
+
+/// Parses a byte size: plain bytes (`4096`), or a number, whole or decimal,
+/// with a unit (`64K`, `1.5G`, `512MiB`, `2GB`), in any case, a space
+/// allowed before the unit. The one-letter units K, M, G, T (and P, E) are
+/// binary multiples, as they have always been here and are in QEMU's `-m`;
+/// so are KiB, MiB, GiB, TiB (Ki, ..., EiB); KB, MB, GB, TB (PB, EB) are
+/// decimal, as `bytesize` reads them; B is bytes. The result must be a
+/// whole number of bytes that fits in 64 bits.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    // A leading '+' parsed before (Rust's integer parsing takes it).
     let t = s.trim();
-    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 10),
-        Some('M') => (&t[..t.len() - 1], 20),
-        Some('G') => (&t[..t.len() - 1], 30),
-        Some('T') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let not_a_size = |why: &str| format!("{s:?} is not a size: {why} ({SIZE_FORMS})");
+    let number_len = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(number_len);
+    let unit = unit.trim_start();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(not_a_size("no number"));
+    }
+    if fraction.contains('.') {
+        return Err(not_a_size("more than one decimal point"));
+    }
+    let fraction = fraction.trim_end_matches('0');
+    let factor: u64 = match unit {
+        "" => 1,
+        // One letter: binary, as before (bytesize would read "K" as 1000).
+        "k" | "K" => 1 << 10,
+        "m" | "M" => 1 << 20,
+        "g" | "G" => 1 << 30,
+        "t" | "T" => 1 << 40,
+        "p" | "P" => 1 << 50,
+        "e" | "E" => 1 << 60,
+        _ => match unit.parse::<bytesize::Unit>() {
+            Ok(u) => u * 1,
+            Err(_) => return Err(not_a_size(&format!("unknown unit {unit:?}"))),
+        },
     };
-    let n: u64 = digits.parse().map_err(|_| {
-        format!("{s:?} is not a size (a number with an optional K, M, G or T suffix)")
-    })?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    // Exact decimal arithmetic: digits × factor / 10^(fraction digits).
+    let too_large = || format!("{s:?} is too large (at most {} bytes)", u64::MAX);
+    let scale = u32::try_from(fraction.len())
+        .ok()
+        .and_then(|n| 10u128.checked_pow(n))
+        .ok_or_else(|| not_a_size("too many decimal places"))?;
+    let mantissa: u128 = format!("0{whole}{fraction}")
+        .parse()
+        .map_err(|_| too_large())?;
+    let scaled = mantissa
+        .checked_mul(u128::from(factor))
+        .ok_or_else(too_large)?;
+    if scaled % scale != 0 {
+        return Err(not_a_size("not a whole number of bytes"));
+    }
+    u64::try_from(scaled / scale).map_err(|_| too_large())
 }
 
 impl Cli {
@@ -243,13 +286,123 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
+        // What parsed before parses the same: bytes, binary K/M/G/T.
         assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0"), Ok(0));
         assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
         assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("256m"), Ok(256 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("1.5G").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_size("2t"), Ok(2 << 40));
+        assert_eq!(parse_size(" 1G "), Ok(1 << 30));
+        assert_eq!(parse_size("007M"), Ok(7 << 20));
+        assert_eq!(parse_size("+64K"), Ok(64 << 10));
+        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_size("16777215T"), Ok(16_777_215 << 40));
+        // Decimal fractions.
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("0.5M"), Ok(512 << 10));
+        assert_eq!(parse_size(".25G"), Ok(256 << 20));
+        assert_eq!(parse_size("2.G"), Ok(2 << 30));
+        assert_eq!(parse_size("1.0"), Ok(1));
+        assert_eq!(parse_size(".000G"), Ok(0));
+        assert_eq!(parse_size("8.192KB"), Ok(8192), "exact, not 8191.999…");
+        // IEC units are binary, SI units decimal; any case, a space allowed.
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("512mib"), Ok(512 << 20));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("2Ti"), Ok(2 << 40));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4KB"), Ok(4000));
+        assert_eq!(parse_size("512MB"), Ok(512_000_000));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("1P"), Ok(1 << 50));
+        assert_eq!(parse_size("1PB"), Ok(1_000_000_000_000_000));
+        assert_eq!(parse_size("15E"), Ok(15 << 60));
+        assert_eq!(
+            parse_size("1.50000000000000000000000000000000000000000000G"),
+            Ok(3 << 29),
+            "trailing zeros do not count as precision"
+        );
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_by_name() {
+        for (bad, why) in [
+            ("", "no number"),
+            ("  ", "no number"),
+            ("G", "no number"),
+            (".", "no number"),
+            ("lots", "no number"),
+            ("-1G", "no number"),
+            ("++1G", "no number"),
+            ("1.2.3G", "more than one decimal point"),
+            ("5X", "unknown unit \"X\""),
+            ("1Gx", "unknown unit \"Gx\""),
+            ("1G5", "unknown unit \"G5\""),
+            ("1 0", "unknown unit \"0\""),
+            ("1.5", "not a whole number of bytes"),
+            ("0.1K", "not a whole number of bytes"),
+            ("1.0001KB", "not a whole number of bytes"),
+            (
+                "0.0000000000000000000000000000000000000001",
+                "too many decimal places",
+            ),
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{bad:?} is not a size: {why}")),
+                "{bad:?}: {err}"
+            );
+            assert!(err.contains("KiB"), "the error lists the forms: {err}");
+        }
+        for big in [
+            "99999999999T",
+            "16777216T",
+            "18446744073709551616",
+            "16EiB",
+            "16E",
+            "18446744073709551615K",
+            "999999999999999999999999999999999999999999",
+        ] {
+            let err = parse_size(big).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{big:?} is too large")),
+                "{big:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_options_take_the_new_forms_and_keep_their_checks() {
+        let cli = Cli::parse_from([
+            "vhost-user-vgpu",
+            "--hostmem",
+            "1.5G",
+            "--vm-quota",
+            "512MiB",
+            "--device-memory",
+            "0.5G",
+        ]);
+        let cfg = cli.config().unwrap();
+        assert_eq!(cfg.hostmem_size, 3 << 29);
+        assert_eq!(cfg.vm_quota, Some(512 << 20));
+        assert_eq!(cfg.device_memory, 512 << 20);
+        // 1 GB is not a whole number of 4 KiB pages: the page check stays.
+        let cli = Cli::parse_from(["vhost-user-vgpu", "--hostmem", "1GB"]);
+        let err = cli.config().unwrap_err();
+        assert!(
+            err.contains("not a multiple of the 4 KiB page size"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["vhost-user-vgpu", "--hostmem", "1.5X"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"1.5X\" is not a size"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The queue loop's one-shot wake-up timer: a non-blocking timerfd.
+//! The queue loop's one-shot wake-up timer: a non-blocking timerfd
+//! (`vmm_sys_util`'s [`TimerFd`], switched to non-blocking here).
 //!
 //! Non-blocking matters: the loop may see the timer's epoll event after
 //! the timer was re-armed or disarmed by queue work in the same wake-up
@@ -8,38 +9,39 @@
 //! Must not: know what it wakes the loop for.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use rustix::time::{
-    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
-    Timespec,
-};
+use vmm_sys_util::timerfd::TimerFd;
+
+/// The longest expiry the kernel takes (`TimerFd` converts whole seconds
+/// to `time_t`; longer waits are as good as never).
+const MAX_AFTER: Duration = Duration::from_secs(libc::time_t::MAX as u64);
 
 /// A one-shot monotonic timer whose fd is readable once it has fired.
 #[derive(Debug)]
 pub struct WakeTimer {
-    fd: OwnedFd,
+    timer: TimerFd,
     armed: bool,
 }
 
 impl WakeTimer {
     /// A disarmed timer.
     pub fn new() -> io::Result<Self> {
-        let fd = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-        )?;
-        Ok(Self { fd, armed: false })
+        // TimerFd is CLOEXEC but blocking; `consume` must never block.
+        let timer = TimerFd::new()?;
+        let this = Self {
+            timer,
+            armed: false,
+        };
+        rustix::io::ioctl_fionbio(this.as_fd(), true)?;
+        Ok(this)
     }
 
     /// Fires once after `after` (at least 1 ns: zero would disarm).
     pub fn arm(&mut self, after: Duration) -> io::Result<()> {
-        let after = after.max(Duration::from_nanos(1));
-        self.set(Timespec {
-            tv_sec: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(after.subsec_nanos()),
-        })?;
+        let after = after.clamp(Duration::from_nanos(1), MAX_AFTER);
+        self.timer.reset(after, None)?;
         self.armed = true;
         Ok(())
     }
@@ -47,7 +49,7 @@ impl WakeTimer {
     /// Cancels a pending expiry (nothing to do when not armed).
     pub fn disarm(&mut self) -> io::Result<()> {
         if self.armed {
-            self.set(Timespec::default())?;
+            self.timer.clear()?;
             self.armed = false;
         }
         Ok(())
@@ -60,30 +62,23 @@ impl WakeTimer {
 
     /// Consumes a fired expiry; never blocks. True if the timer had fired.
     pub fn consume(&mut self) -> bool {
-        let mut count = [0u8; 8];
-        match rustix::io::read(&self.fd, &mut count) {
-            Ok(8) => {
+        match self.timer.wait() {
+            Ok(_) => {
                 self.armed = false;
                 true
             }
             // EAGAIN: re-armed or disarmed since the event was queued.
-            _ => false,
+            Err(_) => false,
         }
-    }
-
-    fn set(&self, value: Timespec) -> io::Result<()> {
-        let spec = Itimerspec {
-            it_interval: Timespec::default(),
-            it_value: value,
-        };
-        timerfd_settime(&self.fd, TimerfdTimerFlags::empty(), &spec)?;
-        Ok(())
     }
 }
 
 impl AsFd for WakeTimer {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        // SAFETY: the fd is the one `self.timer` owns (TimerFd holds it in
+        // a `File`) and stays open while `self` lives; the borrow cannot
+        // outlive `&self`. TimerFd implements only `AsRawFd`.
+        unsafe { BorrowedFd::borrow_raw(self.timer.as_raw_fd()) }
     }
 }
 
@@ -91,6 +86,7 @@ impl AsFd for WakeTimer {
 mod tests {
     use super::*;
     use rustix::event::{poll, PollFd, PollFlags};
+    use rustix::time::Timespec;
 
     fn fired(t: &WakeTimer, wait: Duration) -> bool {
         let ts = Timespec {
@@ -132,5 +128,16 @@ mod tests {
         t.disarm().expect("disarm");
         assert!(!t.consume());
         assert!(!fired(&t, Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_longest_wait_is_accepted_and_never_fires() {
+        let mut t = WakeTimer::new().expect("timerfd");
+        t.arm(Duration::MAX).expect("arm beyond time_t");
+        assert!(t.is_armed());
+        assert!(!fired(&t, Duration::from_millis(1)));
+        assert!(!t.consume());
+        t.disarm().expect("disarm");
+        assert!(!t.is_armed());
     }
 }

@@ -66,7 +66,8 @@ enum Command {
     },
     /// Release SIZE bytes: purge DONTNEED objects, then write back idle ones.
     Shrink {
-        /// Bytes (e.g. 512M).
+        /// Bytes (e.g. 512M, 1.5G, 512MiB; K, M, G, T and KiB... are
+        /// powers of 1024, KB, MB... powers of 1000).
         #[arg(value_parser = parse_size)]
         size: u64,
         /// How hard to push in-use buffers out.
@@ -262,6 +263,15 @@ fn show_stats(s: &StatsReply) -> String {
         "driver {}, up {} s, {} objects\n\nREGIONS\n",
         s.driver, s.uptime_s, s.objects
     );
+    out.push_str(&regions_table(s).render());
+    out.push_str("\nOWNERS (resident bytes per region, measured)\n");
+    out.push_str(&owners_table(s).render());
+    out.push('\n');
+    out.push_str(&show_pressure(&s.pressure));
+    out
+}
+
+fn regions_table(s: &StatsReply) -> Table {
     let mut t = Table::new(&[
         "region",
         "class",
@@ -289,8 +299,10 @@ fn show_stats(s: &StatsReply) -> String {
             bytes(r.cached),
         ]);
     }
-    out.push_str(&t.render());
-    out.push_str("\nOWNERS (resident bytes per region, measured)\n");
+    t
+}
+
+fn owners_table(s: &StatsReply) -> Table {
     let regions: Vec<&str> = s.regions.iter().map(|r| r.name.as_str()).collect();
     let mut header = vec!["owner", "objects", "charged"];
     header.extend(regions.iter().copied());
@@ -328,10 +340,7 @@ fn show_stats(s: &StatsReply) -> String {
         ]);
         t.row(row);
     }
-    out.push_str(&t.render());
-    out.push('\n');
-    out.push_str(&show_pressure(&s.pressure));
-    out
+    t
 }
 
 fn show_pressure(p: &PressureReply) -> String {
@@ -357,39 +366,43 @@ fn show_pressure(p: &PressureReply) -> String {
     ));
     if !p.recent.is_empty() {
         out.push_str("\nRECENT SHRINKS\n");
-        let mut t = Table::new(&[
-            "trigger",
-            "mode",
-            "target",
-            "purged",
-            "hinted",
-            "written-back",
-            "cache+scratch",
-            "scanned",
-            "skipped",
-            "time",
-        ]);
-        for r in p.recent.iter().rev().take(10) {
-            t.row(vec![
-                r.trigger.clone(),
-                r.mode.clone(),
-                if r.target == u64::MAX {
-                    "all".into()
-                } else {
-                    bytes(r.target)
-                },
-                bytes(r.purged_bytes),
-                bytes(r.hinted_bytes),
-                bytes(r.written_back_bytes),
-                bytes(r.cache_bytes + r.scratch_bytes),
-                r.scanned.to_string(),
-                r.skipped.to_string(),
-                format!("{} us", r.duration_us),
-            ]);
-        }
-        out.push_str(&t.render());
+        out.push_str(&shrinks_table(p).render());
     }
     out
+}
+
+fn shrinks_table(p: &PressureReply) -> Table {
+    let mut t = Table::new(&[
+        "trigger",
+        "mode",
+        "target",
+        "purged",
+        "hinted",
+        "written-back",
+        "cache+scratch",
+        "scanned",
+        "skipped",
+        "time",
+    ]);
+    for r in p.recent.iter().rev().take(10) {
+        t.row(vec![
+            r.trigger.clone(),
+            r.mode.clone(),
+            if r.target == u64::MAX {
+                "all".into()
+            } else {
+                bytes(r.target)
+            },
+            bytes(r.purged_bytes),
+            bytes(r.hinted_bytes),
+            bytes(r.written_back_bytes),
+            bytes(r.cache_bytes + r.scratch_bytes),
+            r.scanned.to_string(),
+            r.skipped.to_string(),
+            format!("{} us", r.duration_us),
+        ]);
+    }
+    t
 }
 
 fn show_shrink(r: &ShrinkRow) -> String {
@@ -409,6 +422,14 @@ fn show_shrink(r: &ShrinkRow) -> String {
 }
 
 fn show_list(l: &ListReply) -> String {
+    let mut out = objects_table(l).render();
+    if l.left_off > 0 {
+        out.push_str(&format!("({} more not shown; use --limit)\n", l.left_off));
+    }
+    out
+}
+
+fn objects_table(l: &ListReply) -> Table {
     let mut t = Table::new(&[
         "id",
         "owner",
@@ -435,13 +456,172 @@ fn show_list(l: &ListReply) -> String {
             format!("{}s", o.age_s),
         ]);
     }
-    let mut out = t.render();
-    if l.left_off > 0 {
-        out.push_str(&format!("({} more not shown; use --limit)\n", l.left_off));
-    }
-    out
+    t
 }
 
 fn yes(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use vgpu_device::admin::protocol::{ObjectRow, OwnerRow, RegionRow, SourceRow};
+
+    const M: u64 = 1 << 20;
+
+    fn region(name: &str, class: &str, emulated: bool, capacity: Option<u64>) -> RegionRow {
+        RegionRow {
+            name: name.into(),
+            class: class.into(),
+            emulated,
+            capacity,
+            used: 64 * M,
+            placed: 64 * M,
+            resident: 60 * M,
+            purgeable: 8 * M,
+            cached: 4 * M,
+        }
+    }
+
+    fn owner(path: &str, quota: Option<u64>, scratch: (u64, u64)) -> OwnerRow {
+        let resident: BTreeMap<String, u64> =
+            [("system".into(), 71 * M), ("device0".into(), 60 * M)]
+                .into_iter()
+                .collect();
+        OwnerRow {
+            id: 1,
+            path: path.into(),
+            objects: 40,
+            charged: 164 * M,
+            placed: resident.clone(),
+            resident,
+            purgeable: 40 * M,
+            pinned: 8 * M,
+            purged_objects: 3,
+            purged_bytes: 12 * M,
+            hinted_bytes: 16 * M,
+            written_back_bytes: 0,
+            scratch_bytes: scratch.0,
+            scratch_reserved: scratch.1,
+            quota,
+            soft_limit: Some(2 << 30),
+        }
+    }
+
+    fn shrink(trigger: &str, target: u64) -> ShrinkRow {
+        ShrinkRow {
+            at_unix_ms: 1,
+            trigger: trigger.into(),
+            target,
+            mode: "lazy".into(),
+            purged_bytes: 12 * M,
+            purged_objects: 3,
+            hinted_bytes: 0,
+            written_back_bytes: 0,
+            cache_bytes: M,
+            scratch_bytes: 0,
+            scanned: 40,
+            skipped: 1,
+            duration_us: 250,
+        }
+    }
+
+    fn stats() -> StatsReply {
+        StatsReply {
+            driver: "emulated".into(),
+            uptime_s: 812,
+            objects: 40,
+            regions: vec![
+                region("system", "system", false, None),
+                region("device0", "device", true, Some(256 * M)),
+            ],
+            owners: vec![
+                owner("host", None, (0, 0)),
+                owner("vm1", Some(4 << 30), (M, 4 * M)),
+            ],
+            pressure: PressureReply {
+                running: true,
+                sources: vec![SourceRow {
+                    description: "the host's memory pressure".into(),
+                    signals: 3,
+                    ..SourceRow::default()
+                }],
+                recent: vec![shrink("psi", 32 * M), shrink("admin", u64::MAX)],
+                ..PressureReply::default()
+            },
+        }
+    }
+
+    fn list() -> ListReply {
+        ListReply {
+            objects: vec![ObjectRow {
+                id: "obj7".into(),
+                owner: "vm1/ctx1:mesa".into(),
+                size: 4 * M,
+                placement: vec!["device".into(), "system".into()],
+                region: None,
+                state: "dontneed".into(),
+                pinned: 1,
+                busy: false,
+                swapped: true,
+                age_s: 12,
+            }],
+            left_off: 2,
+        }
+    }
+
+    // The REGIONS table once had 6 column names for 7 cells: the cached
+    // figure showed under no header. Every table has one cell per column.
+    #[test]
+    fn every_row_has_as_many_cells_as_the_header() {
+        let s = stats();
+        let l = list();
+        for (name, t) in [
+            ("REGIONS", regions_table(&s)),
+            ("OWNERS", owners_table(&s)),
+            ("RECENT SHRINKS", shrinks_table(&s.pressure)),
+            ("list", objects_table(&l)),
+        ] {
+            assert!(!t.header().is_empty(), "{name}");
+            assert_eq!(t.ragged_rows(), Vec::<usize>::new(), "{name}: {t:?}");
+        }
+        // One column per region in OWNERS.
+        assert_eq!(owners_table(&s).header().len(), 11 + s.regions.len());
+    }
+
+    // What the README shows: columns two spaces apart, figures right-aligned.
+    #[test]
+    fn stats_and_lists_read_as_aligned_columns() {
+        assert_eq!(show_stats(&stats()), STATS_TEXT);
+        assert_eq!(show_list(&list()), LIST_TEXT);
+    }
+
+    const STATS_TEXT: &str = r#"driver emulated, up 812 s, 40 objects
+
+REGIONS
+region   class              capacity   used  placed  resident  purgeable  cached
+system   system                    -  64.0M   64.0M     60.0M       8.0M    4.0M
+device0  device (emulated)    256.0M  64.0M   64.0M     60.0M       8.0M    4.0M
+
+OWNERS (resident bytes per region, measured)
+owner  objects  charged  system  device0  purgeable  pinned  purged  hinted  written-back    scratch  quota  soft-limit
+host        40   164.0M   71.0M    60.0M      40.0M    8.0M   12.0M   16.0M             0          -      -        2.0G
+vm1         40   164.0M   71.0M    60.0M      40.0M    8.0M   12.0M   16.0M             0  1.0M/4.0M   4.0G        2.0G
+
+PRESSURE
+watching the host's memory pressure [3 signals]
+events 0, streak 0, freed 0 by 0 shrinks
+
+RECENT SHRINKS
+trigger  mode  target  purged  hinted  written-back  cache+scratch  scanned  skipped    time
+admin    lazy  all      12.0M       0             0           1.0M       40        1  250 us
+psi      lazy  32.0M    12.0M       0             0           1.0M       40        1  250 us
+"#;
+
+    const LIST_TEXT: &str = r#"id    owner          size  placement      region  state     pinned  busy  swapped  age
+obj7  vm1/ctx1:mesa  4.0M  device,system       -  dontneed       1  no    yes      12s
+(2 more not shown; use --limit)
+"#;
 }

@@ -7,9 +7,10 @@
 //! file once) are copied with `memcpy` between `vm-memory` volatile slices;
 //! the rest with `pread`/`pwrite`.
 //!
-//! Owns the only `unsafe` of the device crate that touches guest memory or
-//! buffer mappings: the `pread`/`pwrite` calls on pointers `vm-memory`
-//! vouches for, and the volatile slice over a buffer mapping.
+//! Owns the only `unsafe` of the device crate that touches guest memory:
+//! the `pread`/`pwrite` calls on pointers `vm-memory` vouches for. Views of
+//! buffer mappings come safe and bounds-checked from the buffer manager
+//! (`Storage::slice`), which owns the mappings.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -318,17 +319,6 @@ pub enum CopyError {
     /// Guest memory changed under us (hot-unplug) or the host write failed.
     #[error("guest memory access failed: {0}")]
     Guest(String),
-}
-
-/// A volatile view of `len` bytes of a buffer mapping at `ptr`.
-///
-/// # Safety
-///
-/// `ptr..ptr+len` must lie in a live mapping that outlives the returned
-/// slice (the buffer manager guarantees it while `with_storage` runs).
-pub unsafe fn mapped_slice<'a>(ptr: std::ptr::NonNull<u8>, len: usize) -> VolatileSlice<'a> {
-    // SAFETY: forwarded to the caller.
-    unsafe { VolatileSlice::new(ptr.as_ptr(), len) }
 }
 
 #[cfg(test)]

@@ -17,6 +17,48 @@ pub const PIPE_TEXTURE_2D: u32 = 2;
 /// A rectangle texture.
 pub const PIPE_TEXTURE_RECT: u32 = 4;
 
+/// Declares a guest-chosen id: a `u32` the guest names something by,
+/// kept apart from every other number by its type (shown as the number).
+macro_rules! guest_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl $name {
+            /// Whether this is 0, which names no resource or context.
+            pub fn is_zero(self) -> bool {
+                self.0 == 0
+            }
+        }
+
+        impl From<u32> for $name {
+            fn from(v: u32) -> Self {
+                Self(v)
+            }
+        }
+    };
+}
+
+guest_id!(
+    /// A resource id (0 names no resource).
+    ResourceId
+);
+guest_id!(
+    /// A context id (0 names no context).
+    ContextId
+);
+guest_id!(
+    /// A scanout index.
+    ScanoutId
+);
+
 /// What kind of resource, with its host storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResourceKind {
@@ -49,7 +91,7 @@ pub enum ResourceKind {
         /// The host buffer (HOST3D and HOST3D_GUEST).
         object: Option<ObjectId>,
         /// The context that created it (HOST3D*).
-        ctx: Option<u32>,
+        ctx: Option<ContextId>,
     },
 }
 
@@ -117,7 +159,7 @@ impl From<vgpu_backend::region::Caching> for MapCaching {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// Id.
-    pub id: u32,
+    pub id: ResourceId,
     /// Kind and storage.
     pub kind: ResourceKind,
     /// Guest pages (ATTACH_BACKING, or a GUEST blob's entries).
@@ -136,12 +178,12 @@ pub struct Resource {
     /// Scanouts showing it (bit per scanout).
     pub scanouts: u32,
     /// Contexts it is attached to.
-    pub contexts: Vec<u32>,
+    pub contexts: Vec<ContextId>,
 }
 
 impl Resource {
     /// A resource with nothing attached yet.
-    pub fn new(id: u32, kind: ResourceKind) -> Self {
+    pub fn new(id: ResourceId, kind: ResourceKind) -> Self {
         Self {
             id,
             kind,
@@ -213,6 +255,14 @@ pub enum BoundsError {
         /// Backing size.
         len: u64,
     },
+    /// A transfer stride shorter than a row of the rectangle.
+    #[error("stride {stride} is shorter than a {row}-byte row")]
+    StrideTooSmall {
+        /// The stride given.
+        stride: u64,
+        /// Bytes of one row.
+        row: u64,
+    },
     /// Arithmetic overflow in the guest's numbers.
     #[error("{what} overflows")]
     Overflow {
@@ -252,29 +302,49 @@ pub struct RowCopy {
     pub len: u64,
 }
 
-/// The copies TRANSFER_TO_HOST_2D does for `r` at backing `offset` into a
-/// `width`×`height` image whose backing has `backing_len` bytes (QEMU's
-/// semantics: row `i` of the rect starts at `offset + i * stride` of the
-/// backing, `stride` being the image's). A full-width rect is one copy.
+/// Which way a transfer copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Guest backing → host buffer (TRANSFER_TO_HOST_*).
+    ToHost,
+    /// Host buffer → guest backing (TRANSFER_FROM_HOST_3D).
+    FromHost,
+}
+
+/// The copies a transfer of rectangle `r` of a `width`×`height` image does
+/// at backing `offset`, the backing having `backing_len` bytes: row `i` of
+/// the rectangle starts at `offset + i * stride` of the backing, `stride`
+/// being the guest's (TRANSFER_*_3D; 0: the image's, as TRANSFER_TO_HOST_2D
+/// always is, QEMU's semantics) and at least a row. When the backing and
+/// the image have the same stride, a full-width rectangle is one copy.
 pub fn transfer_rows(
     r: &Rect,
     offset: u64,
     width: u32,
     height: u32,
+    stride: u64,
     backing_len: u64,
 ) -> Result<Vec<RowCopy>, BoundsError> {
     check_rect(r, width, height, true)?;
+    let area = Area::of(r);
     let (x, y, w, h) = (
-        u64::from(r.x.get()),
-        u64::from(r.y.get()),
-        u64::from(r.width.get()),
-        u64::from(r.height.get()),
+        u64::from(area.x),
+        u64::from(area.y),
+        u64::from(area.width),
+        u64::from(area.height),
     );
+    let image_stride = u64::from(width) * BPP;
+    let stride = match stride {
+        0 => image_stride,
+        s => s,
+    };
+    let row = w * BPP;
+    if stride < row {
+        return Err(BoundsError::StrideTooSmall { stride, row });
+    }
     if w == 0 || h == 0 {
         return Ok(Vec::new());
     }
-    let stride = u64::from(width) * BPP;
-    let row = w * BPP;
     let ov = |what| BoundsError::Overflow { what };
     // Last byte read: offset + (h-1)*stride + row.
     let end = (h - 1)
@@ -289,8 +359,8 @@ pub fn transfer_rows(
             len: backing_len,
         });
     }
-    let dst0 = y * stride + x * BPP;
-    if x == 0 && w == u64::from(width) {
+    let dst0 = y * image_stride + x * BPP;
+    if x == 0 && w == u64::from(width) && stride == image_stride {
         return Ok(vec![RowCopy {
             src: offset,
             dst: dst0,
@@ -300,20 +370,62 @@ pub fn transfer_rows(
     Ok((0..h)
         .map(|i| RowCopy {
             src: offset + i * stride,
-            dst: dst0 + i * stride,
+            dst: dst0 + i * image_stride,
             len: row,
         })
         .collect())
 }
 
-/// The intersection of two rectangles, `None` if empty.
-pub fn intersect(a: (u32, u32, u32, u32), b: (u32, u32, u32, u32)) -> Option<(u32, u32, u32, u32)> {
-    let x0 = a.0.max(b.0);
-    let y0 = a.1.max(b.1);
-    let x1 = (a.0 as u64 + a.2 as u64).min(b.0 as u64 + b.2 as u64);
-    let y1 = (a.1 as u64 + a.3 as u64).min(b.1 as u64 + b.3 as u64);
-    (x1 > x0 as u64 && y1 > y0 as u64)
-        .then(|| (x0, y0, (x1 - x0 as u64) as u32, (y1 - y0 as u64) as u32))
+/// A rectangle of an image or a scanout, read once from the guest's
+/// [`Rect`]; its far edges are `u64`, so they never overflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Area {
+    /// Left edge.
+    pub x: u32,
+    /// Top edge.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+impl Area {
+    /// The area a guest rectangle names.
+    pub fn of(r: &Rect) -> Self {
+        Self {
+            x: r.x.get(),
+            y: r.y.get(),
+            width: r.width.get(),
+            height: r.height.get(),
+        }
+    }
+
+    /// One past the right edge.
+    pub fn right(&self) -> u64 {
+        u64::from(self.x) + u64::from(self.width)
+    }
+
+    /// One past the bottom edge.
+    pub fn bottom(&self) -> u64 {
+        u64::from(self.y) + u64::from(self.height)
+    }
+
+    /// The part both areas cover, `None` if empty.
+    pub fn intersect(&self, other: &Area) -> Option<Area> {
+        let x = self.x.max(other.x);
+        let y = self.y.max(other.y);
+        let right = self.right().min(other.right());
+        let bottom = self.bottom().min(other.bottom());
+        let width = u32::try_from(right.checked_sub(u64::from(x))?).ok()?;
+        let height = u32::try_from(bottom.checked_sub(u64::from(y))?).ok()?;
+        (width > 0 && height > 0).then_some(Area {
+            x,
+            y,
+            width,
+            height,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -333,7 +445,7 @@ mod tests {
     #[test]
     fn transfers_follow_qemu_semantics() {
         // Full width: one copy.
-        let rows = transfer_rows(&Rect::new(0, 2, 8, 3), 64, 8, 8, 8 * 8 * 4).unwrap();
+        let rows = transfer_rows(&Rect::new(0, 2, 8, 3), 64, 8, 8, 0, 8 * 8 * 4).unwrap();
         assert_eq!(
             rows,
             vec![RowCopy {
@@ -343,7 +455,7 @@ mod tests {
             }]
         );
         // Sub-rect: one copy per row, rows a stride apart in both.
-        let rows = transfer_rows(&Rect::new(1, 1, 2, 2), 36, 8, 8, 8 * 8 * 4).unwrap();
+        let rows = transfer_rows(&Rect::new(1, 1, 2, 2), 36, 8, 8, 0, 8 * 8 * 4).unwrap();
         assert_eq!(
             rows,
             vec![
@@ -361,29 +473,67 @@ mod tests {
         );
         // Past the backing, and overflowing offsets.
         assert!(matches!(
-            transfer_rows(&Rect::new(0, 0, 8, 8), 4, 8, 8, 256),
+            transfer_rows(&Rect::new(0, 0, 8, 8), 4, 8, 8, 0, 256),
             Err(BoundsError::PastBacking { end: 260, .. })
         ));
         assert!(matches!(
-            transfer_rows(&Rect::new(0, 0, 8, 8), u64::MAX - 8, 8, 8, u64::MAX),
+            transfer_rows(&Rect::new(0, 0, 8, 8), u64::MAX - 8, 8, 8, 0, u64::MAX),
             Err(BoundsError::Overflow { .. })
         ));
         assert_eq!(
-            transfer_rows(&Rect::new(0, 0, 0, 5), 0, 8, 8, 0).unwrap(),
+            transfer_rows(&Rect::new(0, 0, 0, 5), 0, 8, 8, 0, 0).unwrap(),
             vec![]
         );
     }
 
     #[test]
-    fn intersections() {
+    fn a_guest_stride_spreads_the_rows_out() {
+        // 3D: the guest's rows are 64 bytes apart, the image's 32.
+        let rows = transfer_rows(&Rect::new(0, 1, 8, 2), 0, 8, 8, 64, 128).unwrap();
         assert_eq!(
-            intersect((0, 0, 10, 10), (5, 5, 10, 10)),
-            Some((5, 5, 5, 5))
+            rows,
+            vec![
+                RowCopy {
+                    src: 0,
+                    dst: 32,
+                    len: 32
+                },
+                RowCopy {
+                    src: 64,
+                    dst: 64,
+                    len: 32
+                }
+            ]
         );
-        assert_eq!(intersect((0, 0, 10, 10), (10, 0, 5, 5)), None);
         assert_eq!(
-            intersect((u32::MAX - 1, 0, 10, 10), (0, 0, u32::MAX, 10)),
-            Some((u32::MAX - 1, 0, 1, 10))
+            transfer_rows(&Rect::new(0, 0, 8, 2), 0, 8, 8, 16, 1024),
+            Err(BoundsError::StrideTooSmall {
+                stride: 16,
+                row: 32
+            })
+        );
+    }
+
+    #[test]
+    fn intersections() {
+        let a = |x, y, width, height| Area {
+            x,
+            y,
+            width,
+            height,
+        };
+        assert_eq!(
+            a(0, 0, 10, 10).intersect(&a(5, 5, 10, 10)),
+            Some(a(5, 5, 5, 5))
+        );
+        assert_eq!(a(0, 0, 10, 10).intersect(&a(10, 0, 5, 5)), None);
+        assert_eq!(
+            a(u32::MAX - 1, 0, 10, 10).intersect(&a(0, 0, u32::MAX, 10)),
+            Some(a(u32::MAX - 1, 0, 1, 10))
+        );
+        assert_eq!(
+            a(u32::MAX, u32::MAX, u32::MAX, 1).right(),
+            2 * u64::from(u32::MAX)
         );
     }
 }

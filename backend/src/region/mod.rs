@@ -23,6 +23,7 @@ mod system;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use vm_memory::VolatileSlice;
 
 pub use device::{EmulatedDeviceRegion, PoolRange, DEFAULT_DEVICE_POOL_SIZE};
 pub use system::SystemRegion;
@@ -91,6 +92,27 @@ impl Storage<'_> {
         // SAFETY: `offset..offset+len` lies inside the file (the region
         // handed this range out), which the mapping covers whole.
         Some(unsafe { base.add(offset) })
+    }
+
+    /// A volatile view of `len` bytes at `at` (an offset within the
+    /// object), for copies without a system call: `None` if the file could
+    /// not be mapped or the range is not inside the object. Tied to this
+    /// storage's lifetime, i.e. to the caller holding the object (its lock,
+    /// or `BufferManager::with_storage`), so it cannot outlive the mapping
+    /// or see the object move. Volatile accesses never create references,
+    /// so a guest writing the same pages at the same time is fine.
+    pub fn slice(&self, at: u64, len: usize) -> Option<VolatileSlice<'_>> {
+        let end = at.checked_add(u64::try_from(len).ok()?)?;
+        if end > self.len {
+            return None;
+        }
+        let base = self.mapped()?;
+        let at = usize::try_from(at).ok()?;
+        // SAFETY: `base..base+self.len` is this object's bytes in a mapping
+        // of its file that lives as long as the file, which `self` borrows;
+        // `at + len <= self.len` was checked above; the object cannot move
+        // while `self` exists (see above).
+        Some(unsafe { VolatileSlice::new(base.as_ptr().add(at), len) })
     }
 }
 
@@ -235,4 +257,31 @@ pub(crate) fn wrong_backing(region: &RegionInfo) -> io::Error {
         io::ErrorKind::InvalidInput,
         format!("backing does not belong to region {}", region.name),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::Bytes;
+
+    use super::*;
+    use crate::shmem::ShmemFile;
+
+    #[test]
+    fn storage_slices_stay_inside_their_object() {
+        let file = ShmemFile::create("slice-test", 3 * 4096).unwrap();
+        file.write_at(4096 + 10, b"vgpu").unwrap();
+        // An object of two pages starting at the file's second page.
+        let storage = Storage {
+            file: &file,
+            offset: 4096,
+            len: 2 * 4096,
+        };
+        let view = storage.slice(10, 4).unwrap();
+        let mut got = [0u8; 4];
+        view.read_slice(&mut got, 0).unwrap();
+        assert_eq!(&got, b"vgpu");
+        assert!(storage.slice(2 * 4096 - 4, 4).is_some(), "up to the end");
+        assert!(storage.slice(2 * 4096 - 4, 5).is_none(), "past the object");
+        assert!(storage.slice(u64::MAX, 1).is_none(), "overflowing");
+    }
 }

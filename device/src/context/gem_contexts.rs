@@ -79,11 +79,6 @@ impl GemContexts {
         self.contexts.len() + self.vms.len()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// A fresh address space of its own (emulated device).
     pub fn new_vm_key(&mut self) -> VmKey {
         self.next_vm_key += 1;
@@ -196,6 +191,6 @@ mod tests {
         assert_eq!(t.remove_vm(1), Err(ENOENT));
         let (contexts, vms) = t.drain();
         assert_eq!((contexts.len(), vms.len()), (1, 0));
-        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
     }
 }

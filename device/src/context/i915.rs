@@ -16,19 +16,24 @@
 use std::collections::HashMap;
 
 use vgpu_backend::{
-    BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, Place, Placement, Priority,
+    BoError, BufferManager, Fence, Madv, ObjectId, OwnerId, PinReason, Placement, Priority,
 };
 use vgpu_proto::native::*;
-use zerocopy::little_endian::{I32, U32, U64};
+use zerocopy::little_endian::{I32, U32};
 use zerocopy::IntoBytes;
 
 use crate::config::DeviceConfig;
 use crate::engine::Engine;
-use crate::resource::{MapCaching, Resource};
+use crate::resource::{ContextId, MapCaching, Resource, ResourceId};
 
 use super::gem_contexts::GemContexts;
+use super::i915_emulated::set_context_param;
 use super::i915_exec::{context_params, Execbuffer};
-use super::i915_ioctl::{ensure_default, new_context, set_context_param, SimpleCall};
+use super::i915_ioctl::{ensure_default, new_context, SimpleCall};
+use super::i915_params::{
+    getparam_response, placement_from, queryparam, set_mmap_mode, wants_device_memory,
+};
+use super::{ContextBackend, ContextBlob, ContextError};
 
 /// Largest response blob accepted (Mesa uses 16 KiB).
 pub const MAX_SHMEM_SIZE: u64 = 16 << 20;
@@ -38,13 +43,13 @@ pub struct NativeEnv<'a> {
     /// The buffer manager.
     pub bm: &'a BufferManager,
     /// The VM's resources.
-    pub resources: &'a mut HashMap<u32, Resource>,
+    pub resources: &'a mut HashMap<ResourceId, Resource>,
     /// The emulated engine.
     pub engine: &'a mut Engine,
     /// Device configuration.
     pub cfg: &'a DeviceConfig,
     /// The context's id.
-    pub ctx_id: u32,
+    pub ctx_id: ContextId,
     /// The context's owner account.
     pub owner: OwnerId,
 }
@@ -53,7 +58,7 @@ pub struct NativeEnv<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shmem {
     /// Its resource.
-    pub res_id: u32,
+    pub res_id: ResourceId,
     /// Its buffer.
     pub object: ObjectId,
     /// Its size.
@@ -89,9 +94,25 @@ pub struct SubmitOutcome {
     pub executed: usize,
     /// A fence that signals when every submission to the engine is done.
     pub fence: Option<Fence>,
-    /// Why the SUBMIT_3D as a whole must be answered with an error: a
-    /// framing error, or a response that could not be delivered.
-    pub error: Option<String>,
+    /// Why the SUBMIT_3D as a whole must be answered with an error.
+    pub error: Option<SubmitError>,
+}
+
+/// Why a SUBMIT_3D as a whole failed (each request's own errors are
+/// answered in its response).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The stream cannot be split into requests past this point.
+    #[error(transparent)]
+    Framing(#[from] FramingError),
+    /// A response could not be written where the guest asked.
+    #[error("the response to request {cmd} was not delivered: {why}")]
+    Undelivered {
+        /// The request's command number.
+        cmd: u32,
+        /// Why.
+        why: String,
+    },
 }
 
 impl I915Context {
@@ -142,7 +163,7 @@ impl I915Context {
                 Ok(raw) => raw,
                 Err(e) => {
                     log::warn!("ctx {}: native stream framing error: {e}", env.ctx_id);
-                    outcome.error = Some(e.to_string());
+                    outcome.error = Some(e.into());
                     break;
                 }
             };
@@ -161,7 +182,7 @@ impl I915Context {
                         "ctx {}: response to request {cmd} not delivered: {why}",
                         env.ctx_id
                     );
-                    outcome.error = Some(why);
+                    outcome.error = Some(SubmitError::Undelivered { cmd, why });
                 }
             }
             if let Some(shmem) = self.shmem {
@@ -230,27 +251,8 @@ impl I915Context {
         outcome: &mut SubmitOutcome,
     ) -> Option<Vec<u8>> {
         match request {
-            I915Request::GetParam(req) => {
-                let param = req.param.get();
-                let (ret, value) = match env.bm.gpu_kernel() {
-                    // The host GPU's own answer (features, topology, ids).
-                    Some(kernel) => match kernel.getparam(param as i32) {
-                        Ok(v) => (0, v as u32),
-                        Err(e) => (e.raw_os_error(), GETPARAM_UNSET),
-                    },
-                    None => match getparam(param, env.cfg) {
-                        Some(v) => (0, v),
-                        None => (EINVAL, GETPARAM_UNSET),
-                    },
-                };
-                Some(rsp(GetParamRsp {
-                    hdr: hdr::<GetParamRsp>(),
-                    pad: 0.into(),
-                    ret: I32::new(ret),
-                    value: value.into(),
-                }))
-            }
-            I915Request::QueryParam(req) => Some(self.queryparam(req, env)),
+            I915Request::GetParam(req) => Some(getparam_response(req, env)),
+            I915Request::QueryParam(req) => Some(queryparam(req, self.response_room(), env)),
             I915Request::GemCreate(req) => {
                 let blob = (req.blob_id.get(), None);
                 self.create_object(blob, req.size.get(), Placement::system(), env);
@@ -423,7 +425,7 @@ impl I915Context {
     /// The buffer of a resource attached to this context.
     fn object_of(&self, res_id: u32, env: &NativeEnv<'_>) -> Option<ObjectId> {
         env.resources
-            .get(&res_id)
+            .get(&ResourceId(res_id))
             .filter(|r| r.contexts.contains(&env.ctx_id))
             .and_then(|r| r.object())
     }
@@ -505,46 +507,6 @@ impl I915Context {
         }
     }
 
-    fn queryparam(&self, req: &QueryParamReq, env: &NativeEnv<'_>) -> Vec<u8> {
-        let want = u64::from(req.length.get());
-        let mut out = rsp(QueryParamRsp {
-            hdr: hdr::<QueryParamRsp>(),
-            pad: 0.into(),
-            ret: I32::new(0),
-            length: I32::new(0),
-        });
-        // The response cannot be delivered anyway if it does not fit.
-        if want > self.response_room() {
-            return error_response(I915Command::QueryParam.value(), EINVAL).unwrap_or_default();
-        }
-        let blob = match req.query_id.get() {
-            // vgpu's view of memory: the regions its buffer manager uses.
-            DRM_I915_QUERY_MEMORY_REGIONS => Ok(memory_regions(env.bm)),
-            id if FORWARDED_QUERIES.contains(&id) => match env.bm.gpu_kernel() {
-                Some(kernel) => kernel.query(u64::from(id)).map_err(|e| e.raw_os_error()),
-                None => Err(EINVAL),
-            },
-            _ => Err(EINVAL),
-        };
-        let (length, payload) = match blob {
-            Err(errno) => (-errno, vec![0; want as usize]),
-            Ok(blob) => match want {
-                0 => (blob.len() as i32, Vec::new()),
-                w if w < blob.len() as u64 => (-EINVAL, vec![0; w as usize]),
-                w => {
-                    let mut p = blob;
-                    let len = p.len() as i32;
-                    p.resize(w as usize, 0);
-                    (len, p)
-                }
-            },
-        };
-        out[12..16].copy_from_slice(&length.to_le_bytes());
-        out.extend_from_slice(&payload);
-        set_len(&mut out);
-        out
-    }
-
     /// Releases what the context still holds outside the resource table:
     /// objects not yet resources, and kernel GEM contexts.
     pub fn release(&mut self, bm: &BufferManager) {
@@ -567,6 +529,84 @@ impl I915Context {
     }
 }
 
+impl ContextBackend for I915Context {
+    /// Blob 0 is the response blob, made here (system memory, pinned for
+    /// the host's writes); any other is a GEM object made by GEM_CREATE(_EXT),
+    /// whose size must match.
+    fn create_blob(
+        &mut self,
+        bm: &BufferManager,
+        owner: OwnerId,
+        blob_id: u64,
+        size: u64,
+        res_id: ResourceId,
+    ) -> Result<ContextBlob, ContextError> {
+        if blob_id == 0 {
+            if self.shmem.is_some() {
+                return Err(ContextError::Refused(
+                    "the context already has a response blob".into(),
+                ));
+            }
+            if !(16..=MAX_SHMEM_SIZE).contains(&size) {
+                return Err(ContextError::Refused(format!(
+                    "response blob of {size} bytes"
+                )));
+            }
+            let object = bm.create(owner, size, Placement::system(), Priority::HIGHEST)?;
+            let installed = bm.pin(object, PinReason::Host).and_then(|_| {
+                self.install_shmem(
+                    bm,
+                    Shmem {
+                        res_id,
+                        object,
+                        size,
+                    },
+                )
+            });
+            if let Err(e) = installed {
+                let _ = bm.destroy(object);
+                return Err(e.into());
+            }
+            return Ok(ContextBlob {
+                object,
+                map_caching: None,
+            });
+        }
+        let key = u32::try_from(blob_id)
+            .map_err(|_| ContextError::Refused(format!("blob_id {blob_id}")))?;
+        let pending = *self
+            .blobs
+            .get(&key)
+            .ok_or_else(|| ContextError::Refused(format!("no object {blob_id}")))?;
+        let actual = bm.size(pending.object)?;
+        if actual != size {
+            return Err(ContextError::Refused(format!(
+                "blob {blob_id} is {actual} bytes, not {size}"
+            )));
+        }
+        self.blobs.remove(&key);
+        Ok(ContextBlob {
+            object: pending.object,
+            map_caching: pending.map_caching,
+        })
+    }
+
+    fn submit(&mut self, stream: &[u8], env: &mut NativeEnv<'_>) -> SubmitOutcome {
+        I915Context::submit(self, stream, env)
+    }
+
+    /// The response blob going away leaves the context without one.
+    fn resource_gone(&mut self, res_id: ResourceId) {
+        if self.shmem.is_some_and(|s| s.res_id == res_id) {
+            self.shmem = None;
+        }
+    }
+
+    fn teardown(&mut self, bm: &BufferManager) {
+        self.release(bm);
+    }
+}
+
 /// Destroys a kernel GEM context (0: none, on the emulated device).
 fn destroy_host_context(bm: &BufferManager, host: u32) {
     if let (Some(kernel), true) = (bm.gpu_kernel(), host != 0) {
@@ -574,23 +614,18 @@ fn destroy_host_context(bm: &BufferManager, host: u32) {
     }
 }
 
-/// DRM_I915_QUERY items passed to the host kernel: read-only device
-/// descriptions that take no input (TOPOLOGY_INFO, ENGINE_INFO,
-/// HWCONFIG_BLOB, GUC_SUBMISSION_VERSION).
-const FORWARDED_QUERIES: [u32; 4] = [1, 2, 5, 7];
-
 /// Response header with the struct's length.
-fn hdr<T>() -> CcmdRsp {
+pub(super) fn hdr<T>() -> CcmdRsp {
     CcmdRsp {
         len: U32::new(size_of::<T>() as u32),
     }
 }
 
-fn rsp<T: IntoBytes + zerocopy::Immutable>(v: T) -> Vec<u8> {
+pub(super) fn rsp<T: IntoBytes + zerocopy::Immutable>(v: T) -> Vec<u8> {
     v.as_bytes().to_vec()
 }
 
-fn set_len(out: &mut [u8]) {
+pub(super) fn set_len(out: &mut [u8]) {
     let len = out.len() as u32;
     out[..4].copy_from_slice(&len.to_le_bytes());
 }
@@ -613,183 +648,6 @@ pub fn error_response(cmd: u32, errno: i32) -> Option<Vec<u8>> {
     out[..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[ret_at..ret_at + 4].copy_from_slice(&errno.to_le_bytes());
     Some(out)
-}
-
-/// GETPARAM's `value` when the kernel wrote none: virglrenderer starts
-/// from `int value = -1`.
-const GETPARAM_UNSET: u32 = u32::MAX;
-
-/// The emulated device's command-streamer timestamp frequency (Hz): the
-/// rate its REG_READ timestamp counts at (a Gen12 part's 19.2 MHz is not
-/// needed: Mesa reads the frequency from here).
-pub const EMULATED_TIMESTAMP_HZ: u32 = 12_000_000;
-
-/// GETPARAM answers of the emulated device (`None`: EINVAL, as the kernel
-/// answers parameters it does not know). It has every execbuffer feature
-/// Mesa's iris asks for; the engine runs nothing, so "supported" means the
-/// flag is accepted.
-fn getparam(p: u32, cfg: &DeviceConfig) -> Option<u32> {
-    use vgpu_proto::native::param::*;
-    Some(match p {
-        CHIPSET_ID => u32::from(cfg.pci_device_id),
-        REVISION => 0,
-        MMAP_VERSION | MMAP_GTT_VERSION => 4,
-        CS_TIMESTAMP_FREQUENCY => EMULATED_TIMESTAMP_HZ,
-        HAS_GEM
-        | HAS_EXECBUF2
-        | HAS_LLC
-        | HAS_WAIT_TIMEOUT
-        | HAS_EXEC_NO_RELOC
-        | HAS_EXEC_HANDLE_LUT
-        | HAS_EXEC_SOFTPIN
-        | HAS_EXEC_ASYNC
-        | HAS_EXEC_FENCE
-        | HAS_EXEC_CAPTURE
-        | HAS_EXEC_BATCH_FIRST
-        | HAS_EXEC_FENCE_ARRAY
-        | HAS_CONTEXT_ISOLATION
-        | MMAP_GTT_COHERENT
-        | HAS_EXEC_SUBMIT_FENCE
-        | HAS_EXEC_TIMELINE_FENCES => 1,
-        _ => return None,
-    })
-}
-
-/// Whether GEM_CREATE_EXT lists device-class memory among its placements.
-fn wants_device_memory(extensions: &[CreateExtension<'_>]) -> bool {
-    extensions.iter().any(|ext| match ext {
-        CreateExtension::MemoryRegions { regions, .. } => regions
-            .iter()
-            .any(|r| r.memory_class.get() == I915_MEMORY_CLASS_DEVICE),
-        _ => false,
-    })
-}
-
-/// GEM_SET_MMAP_MODE as virglrenderer's i915 context applies it: unknown
-/// resources are ignored; the first mode sticks (a later different one is
-/// refused); a resource the guest already maps keeps the caching it is
-/// mapped with.
-fn set_mmap_mode(req: &GemSetMmapModeReq, env: &mut NativeEnv<'_>) -> Result<(), String> {
-    let res_id = req.res_id.get();
-    let ctx_id = env.ctx_id;
-    let r = env
-        .resources
-        .get_mut(&res_id)
-        .filter(|r| r.contexts.contains(&ctx_id) && r.object().is_some())
-        .ok_or("not a buffer of this context")?;
-    if let (None, Some(mapping)) = (r.map_caching, r.mapping) {
-        // Mapped before being configured: the mapping's caching stays.
-        r.map_caching = Some(mapping.caching);
-        return Ok(());
-    }
-    let wanted = match req.flags.get() {
-        I915_MMAP_OFFSET_GTT | I915_MMAP_OFFSET_WC | I915_MMAP_OFFSET_FIXED => {
-            MapCaching::WriteCombined
-        }
-        I915_MMAP_OFFSET_WB => MapCaching::Cached,
-        I915_MMAP_OFFSET_UC => MapCaching::Uncached,
-        other => return Err(format!("unknown mmap mode {other}")),
-    };
-    match r.map_caching {
-        Some(configured) if configured != wanted => Err(format!(
-            "already configured as {configured:?}, {wanted:?} refused"
-        )),
-        _ => {
-            r.map_caching = Some(wanted);
-            Ok(())
-        }
-    }
-}
-
-/// GEM_CREATE_EXT placements → a placement list (first preferred, the
-/// others as fallbacks, as i915 lists allowed regions).
-fn placement_from(
-    extensions: &[CreateExtension<'_>],
-    bm: &BufferManager,
-) -> Result<Placement, String> {
-    let regions = bm.regions();
-    let mut places = Vec::new();
-    for ext in extensions {
-        match ext {
-            CreateExtension::MemoryRegions {
-                regions: wanted, ..
-            } => {
-                for (i, w) in wanted.iter().enumerate() {
-                    let class = match w.memory_class.get() {
-                        I915_MEMORY_CLASS_SYSTEM => vgpu_backend::MemoryClass::System,
-                        I915_MEMORY_CLASS_DEVICE => vgpu_backend::MemoryClass::Device,
-                        c => return Err(format!("unknown memory class {c}")),
-                    };
-                    let region = regions
-                        .iter()
-                        .find(|r| r.class == class && r.instance == w.memory_instance.get())
-                        .ok_or_else(|| {
-                            format!("no region {:?}/{}", class, w.memory_instance.get())
-                        })?;
-                    if places.len() >= vgpu_backend::MAX_PLACES
-                        || places.iter().any(|p: &Place| p.region == region.id)
-                    {
-                        return Err("duplicate or too many placements".into());
-                    }
-                    places.push(if i == 0 {
-                        Place::new(region.id)
-                    } else {
-                        Place::fallback(region.id)
-                    });
-                }
-            }
-            CreateExtension::ProtectedContent(_) => {
-                return Err("protected content is not supported".into())
-            }
-            CreateExtension::SetPat(_) => {}
-        }
-    }
-    if places.is_empty() {
-        return Ok(Placement::system());
-    }
-    Placement::new(&places).ok_or_else(|| "invalid placement".into())
-}
-
-/// DRM_I915_QUERY_MEMORY_REGIONS result for the manager's regions.
-fn memory_regions(bm: &BufferManager) -> Vec<u8> {
-    let stats = bm.stats();
-    let host_total = host_mem_total();
-    let mut out = QueryMemoryRegions {
-        num_regions: U32::new(stats.regions.len() as u32),
-        rsvd: Default::default(),
-    }
-    .as_bytes()
-    .to_vec();
-    for r in &stats.regions {
-        let probed = r.info.capacity.unwrap_or(host_total);
-        let free = probed.saturating_sub(r.used);
-        let class = match r.info.class {
-            vgpu_backend::MemoryClass::System => I915_MEMORY_CLASS_SYSTEM,
-            vgpu_backend::MemoryClass::Device => I915_MEMORY_CLASS_DEVICE,
-        };
-        let info = MemoryRegionInfo {
-            region: MemoryClassInstance::new(class, r.info.instance),
-            rsvd0: 0.into(),
-            probed_size: U64::new(probed),
-            unallocated_size: U64::new(free),
-            probed_cpu_visible_size: U64::new(probed),
-            unallocated_cpu_visible_size: U64::new(free),
-            rsvd1: Default::default(),
-        };
-        out.extend_from_slice(info.as_bytes());
-    }
-    out
-}
-
-pub(super) fn host_mem_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
-//! The buffer manager's errors. The device turns each into a virtio-gpu
-//! response (`is_out_of_memory` → ERR_OUT_OF_MEMORY, unknown ids →
-//! ERR_INVALID_RESOURCE_ID, the rest → ERR_INVALID_PARAMETER / ERR_UNSPEC).
+//! The buffer manager's errors. The device keeps each as the cause of its
+//! own error and turns it into a virtio-gpu response in one place
+//! (`vgpu_device`'s `GpuError::code`): `is_out_of_memory` →
+//! ERR_OUT_OF_MEMORY; a purged or pinned object, a range outside an
+//! object and an invalid size → ERR_INVALID_PARAMETER; everything else —
+//! unknown object or owner ids included, which the device's own lookups
+//! catch before they reach the manager — → ERR_UNSPEC.
 
 use std::io;
 

@@ -33,5 +33,7 @@ pub mod hostmem;
 pub mod resource;
 pub mod screens;
 pub mod service;
+#[cfg(feature = "test-utils")]
+pub mod testutils;
 pub mod timer;
 pub mod vhost;

@@ -10,13 +10,6 @@ use crate::guest_io::GuestBacking;
 /// Bytes per pixel of every spec format.
 pub const BPP: u64 = 4;
 
-/// Gallium texture targets vgpu accepts in RESOURCE_CREATE_3D.
-pub const PIPE_BUFFER: u32 = 0;
-/// A 2D texture.
-pub const PIPE_TEXTURE_2D: u32 = 2;
-/// A rectangle texture.
-pub const PIPE_TEXTURE_RECT: u32 = 4;
-
 /// Declares a guest-chosen id: a `u32` the guest names something by,
 /// kept apart from every other number by its type (shown as the number).
 macro_rules! guest_id {
@@ -66,16 +59,13 @@ pub enum ResourceKind {
     Image {
         /// Pixel format.
         format: Format,
-        /// Width.
         width: u32,
-        /// Height.
         height: u32,
         /// The host buffer.
         object: ObjectId,
     },
     /// RESOURCE_CREATE_3D of a linear buffer (`width` bytes).
     Buffer {
-        /// Bytes.
         width: u32,
         /// The host buffer.
         object: ObjectId,
@@ -158,7 +148,6 @@ impl From<vgpu_backend::region::Caching> for MapCaching {
 /// One resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
-    /// Id.
     pub id: ResourceId,
     /// Kind and storage.
     pub kind: ResourceKind,
@@ -232,13 +221,9 @@ pub enum BoundsError {
     /// Rectangle outside the image.
     #[error("rect {x},{y} {w}x{h} is outside the {width}x{height} image")]
     RectOutside {
-        /// x.
         x: u32,
-        /// y.
         y: u32,
-        /// Width.
         w: u32,
-        /// Height.
         h: u32,
         /// Image width.
         width: u32,
@@ -298,7 +283,6 @@ pub struct RowCopy {
     pub src: u64,
     /// Image offset.
     pub dst: u64,
-    /// Bytes.
     pub len: u64,
 }
 
@@ -384,9 +368,7 @@ pub struct Area {
     pub x: u32,
     /// Top edge.
     pub y: u32,
-    /// Width.
     pub width: u32,
-    /// Height.
     pub height: u32,
 }
 

@@ -56,6 +56,7 @@ impl WakeTimer {
     }
 
     /// Whether an expiry is pending.
+    #[cfg(test)]
     pub fn is_armed(&self) -> bool {
         self.armed
     }

@@ -19,6 +19,7 @@ use vgpu_device::config::DeviceConfig;
 use vgpu_device::testutils::{guest_memory, Posted, QueueRig, Seg, Used, GUEST_RAM, UNWRITTEN};
 use vgpu_device::vhost::{CONTROL_QUEUE, CURSOR_QUEUE};
 use vgpu_proto::native::{self, CcmdBuilder, I915Request};
+use vgpu_proto::virtio_gpu::build::{ctx_hdr, hdr};
 use vgpu_proto::virtio_gpu::*;
 
 const PAGE: u64 = 4096;
@@ -28,16 +29,6 @@ const END: u64 = GUEST_RAM as u64;
 const DISPLAY_INFO: u32 = 408;
 /// Bytes of a response header.
 const HDR: u32 = 24;
-
-fn hdr(ty: CommandType) -> CtrlHdr {
-    CtrlHdr::with_type(ty.value())
-}
-
-fn ctx_hdr(ty: CommandType, ctx: u32) -> CtrlHdr {
-    let mut h = hdr(ty);
-    h.ctx_id = ctx.into();
-    h
-}
 
 fn display_info() -> Vec<u8> {
     Command::GetDisplayInfo(hdr(CommandType::GetDisplayInfo)).to_bytes()

@@ -9,9 +9,9 @@
 
 use vgpu_backend::BufferManager;
 use vgpu_device::config::{DeviceConfig, Limits};
-use vgpu_device::resource::{PIPE_BUFFER, PIPE_TEXTURE_2D};
 use vgpu_device::testutils::{Rig, HOSTMEM};
 use vgpu_proto::native::{self, CcmdBuilder, I915Request};
+use vgpu_proto::virtio_gpu::build::{self, ctx_hdr, hdr};
 use vgpu_proto::virtio_gpu::*;
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -19,16 +19,6 @@ const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
 
 // ---- requests ----------------------------------------------------------
-
-fn hdr(ty: CommandType) -> CtrlHdr {
-    CtrlHdr::with_type(ty.value())
-}
-
-fn ctx_hdr(ty: CommandType, ctx: u32) -> CtrlHdr {
-    let mut h = hdr(ty);
-    h.ctx_id = ctx.into();
-    h
-}
 
 fn display_info() -> Vec<u8> {
     Command::GetDisplayInfo(hdr(CommandType::GetDisplayInfo)).to_bytes()
@@ -77,64 +67,27 @@ fn image(id: u32, w: u32, h: u32) -> Vec<u8> {
 }
 
 fn unref(id: u32) -> Vec<u8> {
-    Command::ResourceUnref(ResourceUnref {
-        hdr: hdr(CommandType::ResourceUnref),
-        resource_id: id.into(),
-        padding: 0.into(),
-    })
-    .to_bytes()
+    build::unref(id).to_bytes()
 }
 
 fn attach(id: u32, entries: &[MemEntry]) -> Vec<u8> {
-    Command::ResourceAttachBacking {
-        cmd: ResourceAttachBacking {
-            hdr: hdr(CommandType::ResourceAttachBacking),
-            resource_id: id.into(),
-            nr_entries: (entries.len() as u32).into(),
-        },
-        entries,
-    }
-    .to_bytes()
+    build::attach_backing(id, entries).to_bytes()
 }
 
 fn detach(id: u32) -> Vec<u8> {
-    Command::ResourceDetachBacking(ResourceDetachBacking {
-        hdr: hdr(CommandType::ResourceDetachBacking),
-        resource_id: id.into(),
-        padding: 0.into(),
-    })
-    .to_bytes()
+    build::detach_backing(id).to_bytes()
 }
 
 fn transfer_2d(id: u32, r: Rect, offset: u64) -> Vec<u8> {
-    Command::TransferToHost2d(TransferToHost2d {
-        hdr: hdr(CommandType::TransferToHost2d),
-        r,
-        offset: offset.into(),
-        resource_id: id.into(),
-        padding: 0.into(),
-    })
-    .to_bytes()
+    build::transfer_2d(id, r, offset).to_bytes()
 }
 
 fn set_scanout(scanout: u32, id: u32, r: Rect) -> Vec<u8> {
-    Command::SetScanout(SetScanout {
-        hdr: hdr(CommandType::SetScanout),
-        r,
-        scanout_id: scanout.into(),
-        resource_id: id.into(),
-    })
-    .to_bytes()
+    build::set_scanout(scanout, id, r).to_bytes()
 }
 
 fn flush(id: u32, r: Rect) -> Vec<u8> {
-    Command::ResourceFlush(ResourceFlush {
-        hdr: hdr(CommandType::ResourceFlush),
-        r,
-        resource_id: id.into(),
-        padding: 0.into(),
-    })
-    .to_bytes()
+    build::flush(id, r).to_bytes()
 }
 
 fn uuid(id: u32) -> Vec<u8> {

@@ -266,6 +266,14 @@ impl From<ErrorCode> for ResponseType {
     }
 }
 
+/// Gallium texture target of RESOURCE_CREATE_3D (`pipe_texture_target`):
+/// a linear buffer.
+pub const PIPE_BUFFER: u32 = 0;
+/// Gallium texture target: a 2D texture.
+pub const PIPE_TEXTURE_2D: u32 = 2;
+/// Gallium texture target: a rectangle texture.
+pub const PIPE_TEXTURE_RECT: u32 = 4;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The virtio-gpu device type: numbers, wire structs, the request decoder
 //! and the response encoder.
 
+pub mod build;
 mod command;
 mod consts;
 mod error;

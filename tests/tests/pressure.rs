@@ -239,8 +239,20 @@ fn blobs_the_guest_keeps_mapped_are_purged_too() {
     }
     assert!(nc.madvise(&mut vmm, 2, I915_MADV_DONTNEED).unwrap());
     let mut c = AdminClient::connect(b.admin_socket().unwrap()).unwrap();
+    let logged = vmm.shmem_log().len();
     let r: ShrinkRow = c.call(&Request::Purge { owner: None }).unwrap();
     assert_eq!((r.purged_objects, r.purged_bytes), (1, SIZE));
+    // The device remaps the purged blob's range over scratch memory
+    // (SHMEM_UNMAP, then SHMEM_MAP); the range is a hole in between.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !vmm.shmem_log()[logged..].contains(&(true, at(2), SIZE)) {
+        assert!(
+            Instant::now() < deadline,
+            "the purged blob was never remapped: {:?}",
+            &vmm.shmem_log()[logged..]
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut back = vec![1u8; SIZE as usize];
     region.read(at(2), &mut back).unwrap();
     assert!(

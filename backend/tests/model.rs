@@ -431,12 +431,16 @@ impl Harness {
                 };
                 let len = (*len as usize).min(map.len);
                 let offset = offset.index(map.len - len + 1);
+                // No concurrent purge between the write and the look at
+                // the VM's account: a shrink punches scratch pages, and
+                // what it punched is rightly no longer charged.
+                let gate = self.gate.clone();
+                let _gate = gate.lock().unwrap_or_else(|p| p.into_inner());
                 map.write(offset, len, *byte);
                 let purged = self.objects[i].purged || self.learn_purge(i)?;
                 if purged {
                     // Written into a purged buffer's file or the scratch
                     // file: accounted to the VM, never lost track of.
-                    let _gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
                     let vm = self.owners[vm_of(self.objects[i].owner)];
                     let stats = self.bm.owner_stats(vm).unwrap();
                     prop_assert!(

@@ -24,6 +24,19 @@ pub struct Frame {
     pub updates: u64,
 }
 
+/// The part of an update that changed what a frame shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// Left edge, in pixels.
+    pub x: u32,
+    /// Top edge, in rows.
+    pub y: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
 /// The frames of every scanout of the VM being served. Cheap to clone;
 /// every clone is the same set.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +103,71 @@ impl Screens {
         f.updates += 1;
     }
 
+    /// As [`Self::update`], and says which part of the new pixels differs
+    /// from what the frame held: the smallest rectangle, in the update's
+    /// own coordinates (`None`: nothing changed). An update the frame does
+    /// not wholly hold (no such scanout, or it reaches past the image) is
+    /// all "changed".
+    pub fn merge(
+        &self,
+        i: u32,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        bgrx: &[u8],
+    ) -> Option<Damage> {
+        let whole = Damage {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        };
+        if width == 0 || height == 0 {
+            return None;
+        }
+        let mut frames = self.lock();
+        let Some(f) = frames.get_mut(i as usize) else {
+            return Some(whole);
+        };
+        let src_row = width as usize * 4;
+        let fits = u64::from(x) + u64::from(width) <= u64::from(f.width)
+            && u64::from(y) + u64::from(height) <= u64::from(f.height)
+            && bgrx.len() >= src_row * height as usize;
+        if !fits {
+            drop(frames);
+            self.update(i, x, y, width, height, bgrx);
+            return Some(whole);
+        }
+        let dst_row = f.width as usize * 4;
+        // Changed columns (in pixels) and rows, as half-open ranges.
+        let (mut left, mut right) = (width as usize, 0usize);
+        let (mut top, mut bottom) = (height as usize, 0usize);
+        for (r, src) in bgrx.chunks_exact(src_row).take(height as usize).enumerate() {
+            let at = (y as usize + r) * dst_row + x as usize * 4;
+            let dst = &mut f.bgrx[at..at + src_row];
+            if dst == src {
+                continue;
+            }
+            let differs = |(a, b): (&[u8], &[u8])| a != b;
+            let pairs = || dst.chunks_exact(4).zip(src.chunks_exact(4));
+            let first = pairs().position(differs).unwrap_or(0);
+            let last = pairs().rposition(differs).unwrap_or(width as usize - 1);
+            left = left.min(first);
+            right = right.max(last + 1);
+            top = top.min(r);
+            bottom = r + 1;
+            dst.copy_from_slice(src);
+        }
+        f.updates += 1;
+        (top < bottom).then(|| Damage {
+            x: left as u32,
+            y: top as u32,
+            width: (right - left) as u32,
+            height: (bottom - top) as u32,
+        })
+    }
+
     /// Forgets every frame (the VM is gone).
     pub fn clear(&self) {
         self.lock().clear();
@@ -148,6 +226,45 @@ pub fn decode_png(data: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merges_report_the_smallest_changed_rectangle() {
+        let s = Screens::default();
+        s.set_scanout(0, 8, 6);
+        let black = vec![0u8; 8 * 6 * 4];
+        // Same pixels as the (black) frame: nothing changed.
+        assert_eq!(s.merge(0, 0, 0, 8, 6, &black), None);
+        // Two pixels differ, at (2, 1) and (5, 3) of a 6×4 update at (1, 1).
+        let mut px = vec![0u8; 6 * 4 * 4];
+        px[(6 + 2) * 4] = 9;
+        px[(3 * 6 + 5) * 4 + 3] = 1;
+        assert_eq!(
+            s.merge(0, 1, 1, 6, 4, &px),
+            Some(Damage {
+                x: 2,
+                y: 1,
+                width: 4,
+                height: 3
+            })
+        );
+        let f = s.frame(0).unwrap();
+        assert_eq!(f.bgrx[(2 * 8 + 3) * 4], 9, "stored at (3, 2) of the frame");
+        assert_eq!(f.bgrx[(4 * 8 + 6) * 4 + 3], 1);
+        // The same again: nothing new.
+        assert_eq!(s.merge(0, 1, 1, 6, 4, &px), None);
+        // Past the frame, or no frame: all of it counts as changed.
+        let all = |w, h| {
+            Some(Damage {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+            })
+        };
+        assert_eq!(s.merge(0, 4, 4, 6, 4, &px), all(6, 4));
+        assert_eq!(s.merge(3, 0, 0, 6, 4, &px), all(6, 4));
+        assert_eq!(s.merge(0, 0, 0, 0, 4, &[]), None);
+    }
 
     #[test]
     fn updates_land_where_they_belong_and_round_trip_through_png() {

@@ -158,6 +158,11 @@ impl Vm {
         }
     }
 
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes a line to the guest's console.
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         self.stdin.write_all(format!("{line}\n").as_bytes())?;

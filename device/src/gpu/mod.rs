@@ -31,7 +31,7 @@ use crate::engine::Engine;
 use crate::guest_io::{GuestBacking, GuestMem};
 use crate::hostmem::{HostMemMapper, HostMemRegion};
 use crate::resource::*;
-use crate::screens::Screens;
+use crate::screens::{Damage, Screens};
 
 pub use error::GpuError;
 pub use scanout::{MAX_SCANOUT_SIDE, UPDATE_BAND_BYTES};
@@ -39,6 +39,7 @@ pub use scanout::{MAX_SCANOUT_SIDE, UPDATE_BAND_BYTES};
 use blob::Quarantined;
 use error::GpuResult;
 use scanout::{shown_resource, Scanout, Shown};
+use transfer::RowsAt;
 
 /// The result of one command for the queue layer.
 #[derive(Debug)]
@@ -92,6 +93,8 @@ pub struct VirtioGpu {
     /// Pixels of the last display update, kept so that the next one of
     /// the same size reuses warm memory.
     update_scratch: Vec<u8>,
+    /// The changed part of a display update, gathered for sending.
+    damage_scratch: Vec<u8>,
     /// Accounts of destroyed contexts whose objects live on as resources
     /// (e.g. a client's buffers a compositor still shows); each goes when
     /// its last object does.
@@ -138,6 +141,7 @@ impl VirtioGpu {
                 mode: *m,
                 shown: Shown::Nothing,
                 announced: (0, 0),
+                display_in_sync: false,
             })
             .collect();
         let hostmem = HostMemRegion::new(cfg.hostmem_size, cfg.limits.max_hostmem_mapped);
@@ -157,6 +161,7 @@ impl VirtioGpu {
             cursor_visible: false,
             cursor_scanout: 0,
             update_scratch: Vec::new(),
+            damage_scratch: Vec::new(),
             orphaned_accounts: std::collections::HashSet::new(),
             quarantine: Vec::new(),
             purge_watch: None,
@@ -185,6 +190,7 @@ impl VirtioGpu {
         self.display = display;
         for s in &mut self.scanouts {
             s.announced = (0, 0);
+            s.display_in_sync = false;
         }
         // Re-announce what is shown: the new channel starts blank.
         for i in 0..self.scanouts.len() {

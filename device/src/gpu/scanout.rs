@@ -46,6 +46,11 @@ pub(super) struct Scanout {
     pub(super) shown: Shown,
     /// Size last announced to the display (0×0: disabled).
     pub(super) announced: (u32, u32),
+    /// Whether the display channel's image of this scanout equals the
+    /// frame kept in `screens` (then updates carry only what changed):
+    /// false from a new size or a new channel until an update covered
+    /// the whole scanout, and after a failed send.
+    pub(super) display_in_sync: bool,
 }
 
 impl VirtioGpu {
@@ -106,6 +111,7 @@ impl VirtioGpu {
             }
         }
         self.scanouts[i as usize].announced = size;
+        self.scanouts[i as usize].display_in_sync = false;
     }
 
     pub(super) fn show(&mut self, scanout: usize, shown: Shown) -> GpuResult<()> {
@@ -305,32 +311,72 @@ impl VirtioGpu {
         };
         let row = w as usize * 4;
         let band = u32::try_from((UPDATE_BAND_BYTES / row.max(1)).max(1)).unwrap_or(u32::MAX);
+        // Whether the display's image will equal the frame kept here once
+        // this update is sent: only then may unchanged pixels be left out.
+        let covers_scanout = (x, y, w, h) == (rect.x, rect.y, rect.width, rect.height);
+        let in_sync = self.scanouts[i as usize].display_in_sync;
         let mut pixels = std::mem::take(&mut self.update_scratch);
         let mut sent = Ok(());
         let mut done = 0u32;
         while done < h && sent.is_ok() {
             let rows = band.min(h - done);
             let top = y + done;
-            pixels.clear();
+            // Every byte is overwritten by the read.
             pixels.resize(row * rows as usize, 0);
-            let first = base + u64::from(top) * u64::from(stride) + u64::from(x) * 4;
-            let read = self.read_rows(res_id, first, u64::from(stride), row, &mut pixels, mem);
+            let at = RowsAt {
+                first: base + u64::from(top) * u64::from(stride) + u64::from(x) * 4,
+                stride: u64::from(stride),
+                row,
+            };
+            let convert = |line: &mut [u8]| to_bgrx_in_place(format, line, false);
+            let read = self.read_rows(res_id, at, &mut pixels, convert, mem);
             sent = read.and_then(|()| {
-                for line in pixels.chunks_exact_mut(row) {
-                    to_bgrx_in_place(format, line, false);
-                }
-                self.screens
-                    .update(i, x - rect.x, top - rect.y, w, rows, &pixels);
-                match self.display.as_mut() {
-                    Some(d) => d
-                        .update(i, x - rect.x, top - rect.y, w, rows, &pixels)
-                        .map_err(GpuError::Display),
-                    None => Ok(()),
+                let (fx, fy) = (x - rect.x, top - rect.y);
+                let changed = self.screens.merge(i, fx, fy, w, rows, &pixels);
+                let Some(d) = self.display.as_mut() else {
+                    return Ok(());
+                };
+                let send = |d: &mut Box<dyn DisplaySink>, part: Damage, bytes: &[u8]| {
+                    d.update(i, fx + part.x, fy + part.y, part.width, part.height, bytes)
+                        .map_err(GpuError::Display)
+                };
+                let whole = Damage {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: rows,
+                };
+                match (in_sync, changed) {
+                    (true, None) => Ok(()),
+                    (true, Some(part)) if part.width == w => {
+                        // Whole rows: one contiguous run of the pixels.
+                        let from = part.y as usize * row;
+                        send(d, part, &pixels[from..from + part.height as usize * row])
+                    }
+                    (true, Some(part)) => {
+                        let (left, width) = (part.x as usize * 4, part.width as usize * 4);
+                        let mut gathered = std::mem::take(&mut self.damage_scratch);
+                        gathered.clear();
+                        for line in pixels
+                            .chunks_exact(row)
+                            .skip(part.y as usize)
+                            .take(part.height as usize)
+                        {
+                            gathered.extend_from_slice(&line[left..left + width]);
+                        }
+                        let r = send(d, part, &gathered);
+                        self.damage_scratch = gathered;
+                        r
+                    }
+                    (false, _) => send(d, whole, &pixels),
                 }
             });
             done += rows;
         }
         self.update_scratch = pixels;
+        // A failed send leaves the display's image unknown.
+        self.scanouts[i as usize].display_in_sync =
+            sent.is_ok() && (in_sync || covers_scanout) && self.display.is_some();
         sent
     }
 

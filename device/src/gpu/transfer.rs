@@ -82,22 +82,23 @@ impl VirtioGpu {
         Ok(Response::OkNoData)
     }
 
-    /// Reads `out.len() / row` rows of `row` bytes, `stride` apart, from
-    /// offset `first` of a resource: from the buffer's mapping in one go
+    /// Reads `out.len() / at.row` rows of `at.row` bytes, `at.stride`
+    /// apart, from offset `at.first` of a resource, and hands each row to `each_row`
+    /// while it is still in cache: from the buffer's mapping in one go
     /// when it has one, else row by row.
     pub(super) fn read_rows(
         &self,
         res_id: ResourceId,
-        first: u64,
-        stride: u64,
-        row: usize,
+        at: RowsAt,
         out: &mut [u8],
+        each_row: impl Fn(&mut [u8]),
         mem: &GuestMem,
     ) -> GpuResult<()> {
         let r = self
             .resources
             .get(&res_id)
             .ok_or(GpuError::InvalidResource(res_id))?;
+        let RowsAt { first, stride, row } = at;
         let rows = out.len() / row.max(1);
         if let (Some(obj), true) = (r.object(), rows > 0) {
             let span = (rows as u64 - 1) * stride + row as u64;
@@ -114,6 +115,7 @@ impl VirtioGpu {
                             src.subslice(i * stride as usize, row)
                                 .map_err(GpuError::from)?
                                 .copy_to(line);
+                            each_row(line);
                         }
                         Ok(true)
                     })??;
@@ -123,11 +125,11 @@ impl VirtioGpu {
         }
         for (i, line) in out.chunks_exact_mut(row).enumerate() {
             self.read_resource(r, first + i as u64 * stride, line, mem)?;
+            each_row(line);
         }
         Ok(())
     }
 
-    /// Reads bytes of a resource's contents (host buffer, or a GUEST blob's pages).
     pub(super) fn read_resource(
         &self,
         r: &Resource,
@@ -145,6 +147,15 @@ impl VirtioGpu {
                 .map_err(GpuError::from),
         }
     }
+}
+
+/// Where rows are read from: the first at byte `first` of a resource,
+/// `row` bytes each, `stride` bytes apart.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowsAt {
+    pub(super) first: u64,
+    pub(super) stride: u64,
+    pub(super) row: usize,
 }
 
 /// A linear (buffer or blob) transfer of `box.w` bytes at `box.x`.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use card::Card;
 use report::{Outcome, Report};
-use vgpu_guest_test::protocol::SCREEN_READY;
+use vgpu_guest_test::protocol::{LOOP_START, SCREEN_READY};
 
 /// A `vgpu.NAME=VALUE` kernel parameter.
 fn cmdline_param(name: &str) -> Option<String> {
@@ -39,6 +39,25 @@ fn main() {
             std::process::exit(report.finish());
         }
     };
+    if cmdline_param("mode").as_deref() == Some("bench") {
+        // The benchmark boot: only the two timed loops, nothing that waits
+        // for the host.
+        let iterations = cmdline_param("dirtyfb_n")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000u32)
+            .max(1);
+        println!("{LOOP_START} dirtyfb-loop");
+        report.record(
+            "dirtyfb-loop",
+            subtests::bench::dirtyfb_loop(&card, iterations),
+        );
+        println!("{LOOP_START} timed-loop");
+        report.record(
+            "timed-loop",
+            subtests::timed::timed_loop(&card, millis("loop_ms", 3000)),
+        );
+        std::process::exit(report.finish());
+    }
     let (params, outcome) = subtests::params::getparams(&card);
     report.record("getparams", outcome);
     report.record("capsets", subtests::params::capsets(&card, &params));

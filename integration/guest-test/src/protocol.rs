@@ -15,6 +15,10 @@ pub const BLOB_SCREEN_READY: &str = "vgpu-guest: BLOB SCREEN READY";
 /// `purged BYTES` (or `purge unavailable: REASON`).
 pub const PURGE_REQUEST: &str = "vgpu-guest: PURGE REQUEST";
 
+/// Printed by the guest (benchmark boots) just before a timed loop starts,
+/// followed by ` NAME`: the host samples its processes' CPU time.
+pub const LOOP_START: &str = "vgpu-guest: LOOP START";
+
 /// Printed by the guest when every subtest has run, followed by
 /// ` N passed, N failed, N skipped`.
 pub const DONE: &str = "vgpu-guest: DONE";

@@ -57,6 +57,14 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub buffer_cache: u64,
 
+    /// Longest the daemon watches the control queue for the guest's next
+    /// command after answering one, in microseconds, instead of sleeping
+    /// until kicked. Adaptive: the window grows only while commands come
+    /// that fast and is off for a slower or idle guest. 0 disables it.
+    #[arg(long, value_name = "US", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub poll_us: u64,
+
     /// Host memory one VM may hold (e.g. 2G); unlimited if not given.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub vm_quota: Option<u64>,
@@ -242,6 +250,7 @@ impl Cli {
                 ..Limits::default()
             },
             pci_device_id: 0,
+            poll_max: Duration::from_micros(self.poll_us),
         })
     }
 }
@@ -427,6 +436,17 @@ mod tests {
             Cli::try_parse_from(["vhost-user-vgpu", "--socket-path", "a", "--fd", "3"]).is_err()
         );
         assert!(Cli::try_parse_from(["vhost-user-vgpu", "--scanout", "12"]).is_err());
+        assert_eq!(
+            cfg.poll_max,
+            Duration::from_micros(50),
+            "polling on by default"
+        );
+        let off = Cli::parse_from(["vhost-user-vgpu", "--poll-us", "0"]);
+        assert_eq!(off.config().unwrap().poll_max, Duration::ZERO);
+        let err = Cli::try_parse_from(["vhost-user-vgpu", "--poll-us", "5000"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("5000") && err.contains("0..=1000"), "{err}");
         assert_eq!(cli.admin_socket_path(), Some(PathBuf::from("/tmp/x.admin")));
         assert_eq!(cli.monitor_config().source, SourceChoice::Auto);
         let cli = Cli::parse_from([

@@ -100,6 +100,9 @@ pub struct DeviceConfig {
     pub limits: Limits,
     /// PCI device id reported in the DRM capset and I915_PARAM_CHIPSET_ID.
     pub pci_device_id: u16,
+    /// Largest window the worker watches the control queue for the next
+    /// command before sleeping (adaptive; zero: never).
+    pub poll_max: Duration,
 }
 
 impl Default for DeviceConfig {
@@ -118,6 +121,7 @@ impl Default for DeviceConfig {
             exec_delay: Duration::ZERO,
             limits: Limits::default(),
             pci_device_id: 0,
+            poll_max: crate::vhost::poll::DEFAULT_MAX,
         }
     }
 }

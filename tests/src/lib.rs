@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod bench;
 pub mod cmd;
+pub mod cpu;
 pub mod display;
 pub mod guest;
 pub mod hostmem;

@@ -99,6 +99,9 @@ pub struct Vmm {
     pub features: u64,
     /// Protocol features acked.
     pub protocol: VhostUserProtocolFeatures,
+    /// The backend's process, when the caller knows it (benchmarks report
+    /// its CPU time per operation).
+    pub backend_pid: Option<u32>,
     timeout: Duration,
 }
 
@@ -250,6 +253,7 @@ impl Vmm {
             req_thread,
             features,
             protocol,
+            backend_pid: None,
             timeout: opts.timeout,
         })
     }

@@ -95,6 +95,9 @@ impl RunResult {
                     f.p99_us,
                     f.p999_us
                 );
+                if let Some(cpu) = f.backend_cpu_us_per_op {
+                    line += &format!("  backend CPU {cpu:.1} us/op");
+                }
                 for c in &f.per_command {
                     line += &format!(
                         "\n{:<36} {:<8} p50 {:>9.1} us  p99 {:>9.1} us",
@@ -144,6 +147,7 @@ pub fn run_one(
             },
         )
         .map_err(|e| NotRun::Failed(format!("connecting: {e}")))?;
+        vmm.backend_pid = running.as_ref().and_then(RunningBackend::pid);
         let m = scenario.run(&mut vmm, settings.duration, depth)?;
         vmm.disconnect();
         drop(running);

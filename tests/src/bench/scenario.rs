@@ -3,6 +3,7 @@
 
 use std::io;
 use std::time::{Duration, Instant};
+use vm_memory::GuestAddress;
 
 use vgpu_proto::native::{
     gem_close, gem_create_ext, gem_madvise_blob, I915Request, MemoryClassInstance,
@@ -40,6 +41,16 @@ pub enum Scenario {
     },
     /// Repeated RESOURCE_FLUSH of a scanned-out resource (display channel).
     Flush {
+        /// Width.
+        w: u32,
+        /// Height.
+        h: u32,
+    },
+    /// A desktop frame as the Linux driver sends a DIRTYFB: a 256×256
+    /// square of the scanned-out guest framebuffer changes (a new value,
+    /// a new place each time), then TRANSFER_TO_HOST_2D + RESOURCE_FLUSH
+    /// of the whole frame (display channel), one frame at a time.
+    Frame {
         /// Width.
         w: u32,
         /// Height.
@@ -91,6 +102,7 @@ impl Scenario {
         }
         v.push(Scenario::Transfer { w: 1920, h: 1080 });
         v.push(Scenario::Flush { w: 1920, h: 1080 });
+        v.push(Scenario::Frame { w: 1920, h: 1080 });
         for size in BLOB_SIZES {
             v.push(Scenario::BlobCycle { size });
         }
@@ -107,6 +119,7 @@ impl Scenario {
             Scenario::Cycle2d { w, h } => format!("2d-cycle/{w}x{h}"),
             Scenario::Transfer { w, h } => format!("transfer/{w}x{h}"),
             Scenario::Flush { w, h } => format!("flush/{w}x{h}"),
+            Scenario::Frame { w, h } => format!("frame/{w}x{h}"),
             Scenario::BlobCycle { size } => format!("blob-cycle/host3d/{}", human(*size)),
             Scenario::Gem { batch } => format!("gem/batch{batch}"),
             Scenario::Scale { live } => format!("scale/live{live}"),
@@ -133,6 +146,7 @@ impl Scenario {
             Scenario::Cycle2d { w, h } => cycle_2d(vmm, w, h, depth, duration),
             Scenario::Transfer { w, h } => transfer(vmm, w, h, depth, duration, false),
             Scenario::Flush { w, h } => transfer(vmm, w, h, depth, duration, true),
+            Scenario::Frame { w, h } => frame(vmm, w, h, duration),
             Scenario::BlobCycle { size } => blob_cycle(vmm, size, duration),
             Scenario::Gem { batch } => gem(vmm, batch, duration),
             Scenario::Scale { live } => scale(vmm, live, duration),
@@ -178,6 +192,7 @@ fn req(cmd: &Command<'_>) -> Request {
 /// Runs `step` until `duration` passed (after a short warm-up), timing
 /// each call as one item of `ops` operations and `bytes` bytes.
 fn timed(
+    backend: Option<u32>,
     duration: Duration,
     ops: u64,
     bytes: u64,
@@ -188,6 +203,7 @@ fn timed(
         step()?;
     }
     let mut m = Measurement::default();
+    let cpu_before = backend.map(crate::cpu::tree_cpu_ns);
     let start = Instant::now();
     while start.elapsed() < duration {
         let t = Instant::now();
@@ -197,6 +213,9 @@ fn timed(
         m.bytes += bytes;
     }
     m.elapsed = start.elapsed();
+    m.backend_cpu_ns = backend
+        .zip(cpu_before)
+        .map(|(pid, before)| crate::cpu::tree_cpu_ns(pid).saturating_sub(before));
     Ok(m)
 }
 
@@ -233,12 +252,30 @@ fn cycle_2d(
             .collect(),
         slots.iter().map(|(id, _)| req(&unref(*id))).collect(),
     ];
-    timed(duration, 5 * depth as u64, len * depth as u64, || {
+    let pid = vmm.backend_pid;
+    timed(pid, duration, 5 * depth as u64, len * depth as u64, || {
         for s in &steps {
             batch(vmm, s)?;
         }
         Ok(())
     })
+}
+
+/// A `w`×`h` B8G8R8X8 resource `id` backed by fresh guest pages: their
+/// address and the whole rectangle.
+fn backed_image(vmm: &mut Vmm, id: u32, w: u32, h: u32) -> Result<(GuestAddress, Rect), NotRun> {
+    let len = u64::from(w) * u64::from(h) * 4;
+    let addr = vmm.ram.alloc_pages(len)?;
+    batch(vmm, &[req(&create_2d(id, Format::B8G8R8X8Unorm, w, h))])?;
+    let backing = MemEntry::new(addr.0, len as u32);
+    batch(vmm, &[req(&attach_backing(id, &[backing]))])?;
+    Ok((addr, Rect::new(0, 0, w, h)))
+}
+
+/// Transfers resource `id` and shows it on scanout 0.
+fn show(vmm: &mut Vmm, id: u32, rect: Rect) -> Result<(), NotRun> {
+    batch(vmm, &[req(&transfer_2d(id, rect, 0))])?;
+    batch(vmm, &[req(&set_scanout(0, id, rect))])
 }
 
 fn transfer(
@@ -250,29 +287,21 @@ fn transfer(
     flushes: bool,
 ) -> Result<Measurement, NotRun> {
     let len = u64::from(w) * u64::from(h) * 4;
-    let rect = Rect::new(0, 0, w, h);
-    let addr = vmm.ram.alloc_pages(len)?;
     let id = 900;
-    batch(vmm, &[req(&create_2d(id, Format::B8G8R8X8Unorm, w, h))])?;
-    batch(
-        vmm,
-        &[req(&attach_backing(
-            id,
-            &[MemEntry::new(addr.0, len as u32)],
-        ))],
-    )?;
+    let (_, rect) = backed_image(vmm, id, w, h)?;
     let cmd = if flushes {
         if vmm.display.is_none() {
             return Err(NotRun::Unsupported("no display channel".into()));
         }
-        batch(vmm, &[req(&transfer_2d(id, rect, 0))])?;
-        batch(vmm, &[req(&set_scanout(0, id, rect))])?;
+        show(vmm, id, rect)?;
         req(&flush(id, rect))
     } else {
         req(&transfer_2d(id, rect, 0))
     };
     let reqs: Vec<Request> = (0..depth).map(|_| cmd.clone()).collect();
+    let pid = vmm.backend_pid;
     let m = timed(
+        pid,
         duration,
         depth as u64,
         if flushes { 0 } else { len * depth as u64 },
@@ -287,6 +316,42 @@ fn transfer(
     if flushes {
         batch(vmm, &[req(&set_scanout(0, 0, Rect::new(0, 0, 0, 0)))])?;
     }
+    batch(vmm, &[req(&unref(id))])?;
+    Ok(m)
+}
+
+fn frame(vmm: &mut Vmm, w: u32, h: u32, duration: Duration) -> Result<Measurement, NotRun> {
+    const SQUARE: u32 = 256;
+    if vmm.display.is_none() {
+        return Err(NotRun::Unsupported("no display channel".into()));
+    }
+    if w < SQUARE || h < SQUARE {
+        return Err(NotRun::Unsupported(format!(
+            "{w}x{h} is smaller than the square"
+        )));
+    }
+    let len = u64::from(w) * u64::from(h) * 4;
+    let id = 901;
+    let (addr, rect) = backed_image(vmm, id, w, h)?;
+    show(vmm, id, rect)?;
+    let reqs = [req(&transfer_2d(id, rect, 0)), req(&flush(id, rect))];
+    let mut n = 0u32;
+    let pid = vmm.backend_pid;
+    let m = timed(pid, duration, 1, len, || {
+        n = n.wrapping_add(1);
+        let (x, y) = ((n * 64) % (w - SQUARE + 1), (n * 40) % (h - SQUARE + 1));
+        let fill = vec![n as u8; SQUARE as usize * 4];
+        for r in y..y + SQUARE {
+            let at = addr.0 + (u64::from(r) * u64::from(w) + u64::from(x)) * 4;
+            crate::cmd::poke(vmm, at, &fill).map_err(NotRun::from)?;
+        }
+        let r = batch(vmm, &reqs);
+        if let Some(d) = vmm.display.as_ref() {
+            d.clear();
+        }
+        r
+    })?;
+    batch(vmm, &[req(&set_scanout(0, 0, Rect::new(0, 0, 0, 0)))])?;
     batch(vmm, &[req(&unref(id))])?;
     Ok(m)
 }
@@ -430,7 +495,8 @@ fn gem(vmm: &mut Vmm, batch_len: usize, duration: Duration) -> Result<Measuremen
     let system = [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)];
     let per = (batch_len / 3).max(1);
     let mut blob_id = 0u32;
-    timed(duration, 3 * per as u64, 0, || {
+    let pid = vmm.backend_pid;
+    timed(pid, duration, 3 * per as u64, 0, || {
         let mut reqs: Vec<I915Request<'_>> = Vec::with_capacity(3 * per);
         for _ in 0..per {
             blob_id = blob_id.wrapping_add(1).max(1);
@@ -464,7 +530,8 @@ fn scale(vmm: &mut Vmm, live: usize, duration: Duration) -> Result<Measurement, 
     let mut nc = NativeContext::create(vmm, 1, 1, 0)?;
     let system = [MemoryClassInstance::new(I915_MEMORY_CLASS_SYSTEM, 0)];
     let mut blob_id = 0u32;
-    let m = timed(duration, 3, 0, || {
+    let pid = vmm.backend_pid;
+    let m = timed(pid, duration, 3, 0, || {
         blob_id += 1;
         nc.gem_blob(vmm, blob_id, 2, 64 << 10, &system)?;
         batch(vmm, &[req(&unref(2))])

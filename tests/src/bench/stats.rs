@@ -18,6 +18,9 @@ pub struct Measurement {
     /// The same latencies by command, for scenarios that time commands of
     /// several kinds one by one (in order of first appearance).
     pub per_command: Vec<(&'static str, Vec<u64>)>,
+    /// CPU time the backend process spent during the timed part, in ns,
+    /// when the bench started it.
+    pub backend_cpu_ns: Option<u64>,
 }
 
 /// Latency of one kind of command within a run.
@@ -49,6 +52,9 @@ pub struct Figures {
     /// By command, where the scenario times several kinds.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_command: Vec<CommandFigures>,
+    /// The backend's CPU time per operation, µs (all its threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_cpu_us_per_op: Option<f64>,
 }
 
 /// The `q`-quantile (0..=1) of sorted samples (nearest rank).
@@ -87,6 +93,10 @@ impl Measurement {
                     }
                 })
                 .collect(),
+            backend_cpu_us_per_op: self
+                .backend_cpu_ns
+                .filter(|_| self.ops > 0)
+                .map(|ns| ns as f64 / 1000.0 / self.ops as f64),
         }
     }
 }
@@ -145,12 +155,14 @@ mod tests {
             elapsed: Duration::from_millis(500),
             latencies_ns: vec![1000; 10],
             per_command: vec![("map", vec![3000, 1000, 2000]), ("unref", vec![5000])],
+            backend_cpu_ns: Some(3_000_000),
         };
         let f = m.figures();
         assert_eq!(
             (f.ops_per_s, f.mb_per_s, f.p99_us),
             (2000.0, Some(4.0), 1.0)
         );
+        assert_eq!(f.backend_cpu_us_per_op, Some(3.0), "3 ms over 1,000 ops");
         let by = |c: &CommandFigures| (c.command.clone(), c.p50_us, c.p99_us);
         assert_eq!(
             f.per_command.iter().map(by).collect::<Vec<_>>(),

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sandbox::SeccompMode;
+
 use clap::Parser;
 use vgpu_backend::intel::detect::GpuChoice;
 use vgpu_backend::pressure::{
@@ -56,6 +58,12 @@ pub struct Cli {
     /// pressure. 0 disables it.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub buffer_cache: u64,
+
+    /// What a system call outside the daemon's allow-list does once
+    /// start-up is done: kill the process, trap (print its name and exit,
+    /// for bug reports), log it and let it through, or none (no filter).
+    #[arg(long, value_name = "MODE", default_value_t = SeccompMode::Kill)]
+    pub seccomp: SeccompMode,
 
     /// Longest the daemon watches the control queue for the guest's next
     /// command after answering one, in microseconds, instead of sleeping

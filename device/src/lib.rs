@@ -31,6 +31,7 @@ pub mod gpu;
 pub mod guest_io;
 pub mod hostmem;
 pub(crate) mod resource;
+pub mod sandbox;
 pub mod screens;
 pub mod service;
 #[cfg(feature = "test-utils")]

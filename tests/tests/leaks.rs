@@ -120,9 +120,11 @@ fn a_session_under_valgrind_loses_no_memory() {
     let dir = std::env::temp_dir().join(format!("vgpu-valgrind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("valgrind.log");
+    // Valgrind does not implement seccomp(2): the daemon runs without its
+    // system-call filter here (device/tests/sandbox.rs tests the filter).
     let mut b = RunningBackend::command_logged(
         &format!(
-            "valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --log-file={} {} --socket-path {{sock}} --exit-on-disconnect --pressure-source none",
+            "valgrind --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --log-file={} {} --socket-path {{sock}} --exit-on-disconnect --pressure-source none --seccomp none",
             log.display(),
             daemon.display()
         ),

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    // Before any thread starts: every thread inherits it.
+    vgpu_device::sandbox::no_new_privileges()?;
     let endpoint = match (&cli.socket_path, cli.fd) {
         (Some(path), None) => Endpoint::Path(path.clone()),
         (None, Some(fd)) => {
@@ -64,6 +66,11 @@ fn run(cli: &Cli) -> Result<(), String> {
         sockets.push(PathBuf::from(p));
     }
     exit_on_signal(sockets)?;
+    // Every socket, file and thread the daemon starts with exists now.
+    let confined = vgpu_device::sandbox::confine(cli.seccomp)?;
+    log::info!("sandbox: {confined}");
+    #[cfg(feature = "test-utils")]
+    forbidden_call_for_tests();
     service
         .daemon()
         .run(&mut listener, cli.exit_on_disconnect)
@@ -91,6 +98,20 @@ fn exit_on_signal(sockets: Vec<PathBuf>) -> Result<(), String> {
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
     Ok(())
+}
+
+/// Test builds only: with `VGPU_TEST_FORBIDDEN_SYSCALL` set, makes a
+/// system call no allow-list has (`acct`), so a test can see the filter
+/// act (killed under `--seccomp kill`, reported under `trap`).
+#[cfg(feature = "test-utils")]
+fn forbidden_call_for_tests() {
+    if std::env::var_os("VGPU_TEST_FORBIDDEN_SYSCALL").is_some() {
+        log::warn!("test hook: calling acct(NULL), which the filter forbids");
+        // SAFETY: acct(NULL) takes no pointer to memory; without
+        // CAP_SYS_PACCT (or with accounting off) it changes nothing.
+        let r = unsafe { libc::syscall(libc::SYS_acct, 0usize) };
+        log::warn!("test hook: acct returned {r}: the filter let it through");
+    }
 }
 
 fn source_text(e: &dyn std::error::Error) -> String {

@@ -384,13 +384,18 @@ const fn nr(n: u8) -> u8 {
 }
 
 macro_rules! ioctls {
-    ($($(#[$m:meta])* $name:ident = $dir:ident $t:ty, $n:expr;)*) => {$(
-        $(#[$m])*
-        #[doc = concat!("`", stringify!($name), "`.")]
-        pub const $name: u32 = req(opcode::$dir::<$t>(DRM, $n));
-        // `ioc_size` decodes what `opcode` composed on this target.
-        const _: () = assert!(ioc_size($name) == size_of::<$t>());
-    )*};
+    ($($(#[$m:meta])* $name:ident = $dir:ident $t:ty, $n:expr;)*) => {
+        $(
+            $(#[$m])*
+            #[doc = concat!("`", stringify!($name), "`.")]
+            pub const $name: u32 = req(opcode::$dir::<$t>(DRM, $n));
+            // `ioc_size` decodes what `opcode` composed on this target.
+            const _: () = assert!(ioc_size($name) == size_of::<$t>());
+        )*
+        /// Every request the Intel drivers issue, with its name (the
+        /// daemon's system-call filter allows exactly these).
+        pub const ISSUED: &[(u32, &str)] = &[$(($name, stringify!($name)),)*];
+    };
 }
 
 ioctls! {

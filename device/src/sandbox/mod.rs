@@ -1,0 +1,179 @@
+//! Least privilege for the daemon: once start-up is done, the process is
+//! confined so that a bug reachable from a guest cannot use more of the
+//! host than serving guests needs.
+//!
+//! Layers, in the order [`confine`] puts them on:
+//!
+//! 1. **No new privileges** (`PR_SET_NO_NEW_PRIVS`, every thread): no
+//!    set-uid binary or file capability can raise what the process holds.
+//! 2. **Seccomp** ([`seccomp`]): an allow-list of system calls, with the
+//!    arguments checked where they matter (ioctl requests, mmap/mprotect
+//!    never executable, madvise advice, fcntl commands, fallocate modes,
+//!    clone only for threads). What happens to anything else is
+//!    `--seccomp`: `kill` (the default) kills the process, `trap` prints
+//!    the system call's name and exits (for bug reports), `log` lets it
+//!    through and has the kernel log it (audit), `none` installs nothing.
+//!
+//! Owns: the order and the report of what was put on. Must not: run
+//! before every socket, file and thread the daemon starts with exists
+//! (the filter forbids creating them), or in a process that also runs
+//! tests (the in-process harness never calls it).
+
+#[cfg(target_arch = "x86_64")]
+pub mod seccomp;
+
+use std::fmt;
+
+/// What a forbidden system call does (`--seccomp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeccompMode {
+    /// Kill the process (SIGSYS).
+    Kill,
+    /// Let it through and have the kernel log it.
+    Log,
+    /// Print the system call's name and exit (status 159).
+    Trap,
+    /// No filter.
+    None,
+}
+
+impl fmt::Display for SeccompMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SeccompMode::Kill => "kill",
+            SeccompMode::Log => "log",
+            SeccompMode::Trap => "trap",
+            SeccompMode::None => "none",
+        })
+    }
+}
+
+/// What [`confine`] put on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confinement {
+    /// `--seccomp` as applied.
+    pub seccomp: SeccompMode,
+    /// System calls the filter allows (0 without one).
+    pub allowed_syscalls: usize,
+}
+
+impl fmt::Display for Confinement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.seccomp {
+            SeccompMode::None => write!(f, "no new privileges; no system-call filter (--seccomp none)"),
+            mode => write!(
+                f,
+                "no new privileges; system-call filter on every thread: {} calls allowed, anything else: {mode}",
+                self.allowed_syscalls
+            ),
+        }
+    }
+}
+
+/// Sets no-new-privileges on the calling thread, which threads it starts
+/// inherit: call it before the first thread starts, so that it holds for
+/// every thread even under `--seccomp none`.
+pub fn no_new_privileges() -> Result<(), String> {
+    rustix::thread::set_no_new_privs(true).map_err(|e| format!("setting no-new-privileges: {e}"))
+}
+
+/// Confines the whole process (every thread, and those started later).
+/// Call once, after start-up.
+pub fn confine(mode: SeccompMode) -> Result<Confinement, String> {
+    no_new_privileges()?;
+    if mode == SeccompMode::None {
+        return Ok(Confinement {
+            seccomp: mode,
+            allowed_syscalls: 0,
+        });
+    }
+    install(mode)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn install(mode: SeccompMode) -> Result<Confinement, String> {
+    use seccompiler::SeccompAction;
+    let on_other = match mode {
+        SeccompMode::Kill => SeccompAction::KillProcess,
+        SeccompMode::Log => SeccompAction::Log,
+        SeccompMode::Trap => {
+            trap::install()?;
+            SeccompAction::Trap
+        }
+        SeccompMode::None => return Err("no filter to install".into()),
+    };
+    let main = seccomp::filter(on_other)?;
+    let clone3 = seccomp::clone3_fallback()?;
+    // The clone3 filter first: installing a filter calls prctl(2), which
+    // the main filter no longer allows.
+    seccompiler::apply_filter_all_threads(&clone3)
+        .map_err(|e| format!("installing the clone3 filter: {e}"))?;
+    seccompiler::apply_filter_all_threads(&main)
+        .map_err(|e| format!("installing the system-call filter: {e}"))?;
+    Ok(Confinement {
+        seccomp: mode,
+        allowed_syscalls: seccomp::allowed_count(),
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn install(mode: SeccompMode) -> Result<Confinement, String> {
+    Err(format!(
+        "--seccomp {mode}: vgpu's system-call filter is written for x86_64 only; use --seccomp none"
+    ))
+}
+
+/// The SIGSYS handler of `--seccomp trap`.
+#[cfg(target_arch = "x86_64")]
+mod trap {
+    /// Exit status after a trapped system call (128 + SIGSYS).
+    pub const EXIT_STATUS: i32 = 128 + libc::SIGSYS;
+
+    pub fn install() -> Result<(), String> {
+        // SAFETY: the handler only reads the siginfo it is given, formats
+        // into a stack buffer and calls write(2) and _exit(2), which are
+        // async-signal-safe.
+        unsafe { signal_hook_registry::register_sigaction(libc::SIGSYS, report) }
+            .map(|_| ())
+            .map_err(|e| format!("installing the SIGSYS handler: {e}"))
+    }
+
+    fn report(info: &libc::siginfo_t) {
+        // `struct siginfo` for SIGSYS (linux/signal.h `_sigsys`): after
+        // si_signo, si_errno, si_code (12 bytes, padded to 16) comes
+        // `void *_call_addr`, then `int _syscall`.
+        let base = (info as *const libc::siginfo_t).cast::<u8>();
+        // SAFETY: siginfo_t is 128 bytes; bytes 24..28 are `_syscall` of
+        // a SIGSYS siginfo on x86_64.
+        let nr = unsafe { base.add(24).cast::<i32>().read_unaligned() };
+        let mut buf = [0u8; 160];
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            let n = bytes.len().min(buf.len() - len);
+            buf[len..len + n].copy_from_slice(&bytes[..n]);
+            len += n;
+        };
+        put(b"vhost-user-vgpu: seccomp: forbidden system call ");
+        put(super::seccomp::name_of(nr).as_bytes());
+        put(b" (");
+        let mut digits = [0u8; 12];
+        let mut i = digits.len();
+        let mut v = i64::from(nr).unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        put(&digits[i..]);
+        put(b"); exiting. Please report it with the command line.\n");
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `buf` is
+        // valid for `len` bytes.
+        unsafe {
+            libc::write(2, buf.as_ptr().cast(), len);
+            libc::_exit(EXIT_STATUS);
+        }
+    }
+}

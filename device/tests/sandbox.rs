@@ -1,0 +1,183 @@
+//! The daemon's confinement is live: every thread — those started before
+//! the filter and those a VMM connection starts after it — runs with
+//! no-new-privileges and the system-call filter, and a call outside the
+//! allow-list (the test builds' hook, `VGPU_TEST_FORBIDDEN_SYSCALL`) kills
+//! the daemon under `--seccomp kill`, is reported by name under `trap`,
+//! and goes through under `log` and `none`.
+
+#![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vhost::vhost_user::Frontend;
+use vhost::VhostBackend;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vhost-user-vgpu");
+
+fn tmp_sock(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vgpu-sandbox-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("vgpu.sock")
+}
+
+fn start(name: &str, args: &[&str], forbidden_call: bool) -> (Child, PathBuf) {
+    let sock = tmp_sock(name);
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--socket-path")
+        .arg(&sock)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if forbidden_call {
+        cmd.env("VGPU_TEST_FORBIDDEN_SYSCALL", "1");
+    }
+    (cmd.spawn().unwrap(), sock)
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `(thread name, Seccomp, NoNewPrivs)` of every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Seccomp:"), field("NoNewPrivs:")));
+    }
+    out
+}
+
+#[test]
+fn every_thread_is_filtered_including_those_a_connection_starts() {
+    let (mut child, sock) = start("threads", &[], false);
+    wait_for(&sock);
+    wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
+    let before = threads(child.id());
+    // A VMM connects: the daemon starts its frontend handler and queue
+    // worker threads under the filter, and answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frontend = loop {
+        match Frontend::connect(&sock, 2) {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
+    frontend.set_owner().unwrap();
+    let features = frontend.get_features().unwrap();
+    assert_ne!(features, 0);
+    let after = threads(child.id());
+    assert!(
+        after.len() > before.len(),
+        "the connection started threads: {before:?} -> {after:?}"
+    );
+    for (name, seccomp, nnp) in &after {
+        assert_eq!(seccomp, "2", "thread {name}: Seccomp (2 = filter)");
+        assert_eq!(nnp, "1", "thread {name}: NoNewPrivs");
+    }
+    drop(frontend);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let log = stderr_of(&mut child);
+    assert!(log.contains("system-call filter on every thread"), "{log}");
+}
+
+#[test]
+fn a_forbidden_call_kills_the_daemon_under_kill() {
+    let (mut child, _sock) = start("kill", &[], true);
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("the daemon was killed");
+    assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
+    let log = stderr_of(&mut child);
+    assert!(!log.contains("let it through"), "{log}");
+}
+
+#[test]
+fn trap_reports_the_forbidden_call_by_name() {
+    let (mut child, _sock) = start("trap", &["--seccomp", "trap"], true);
+    let status = wait_exit(&mut child, Duration::from_secs(20)).expect("the daemon exited");
+    assert_eq!(status.code(), Some(128 + libc::SIGSYS), "{status:?}");
+    let log = stderr_of(&mut child);
+    assert!(
+        log.contains("seccomp: forbidden system call acct (163)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn log_and_none_let_it_through() {
+    for (mode, seccomp) in [("log", "2"), ("none", "0")] {
+        let (mut child, sock) = start(mode, &["--seccomp", mode], true);
+        wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
+        // The hook runs right after confinement; give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            wait_exit(&mut child, Duration::from_millis(10)).is_none(),
+            "--seccomp {mode}: the daemon must survive"
+        );
+        for (name, s, nnp) in threads(child.id()) {
+            assert_eq!(s, seccomp, "--seccomp {mode}, thread {name}");
+            assert_eq!(nnp, "1", "--seccomp {mode}, thread {name}");
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        let log = stderr_of(&mut child);
+        assert!(
+            log.contains("the filter let it through"),
+            "--seccomp {mode}: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_mode_is_named() {
+    let o = Command::new(BIN)
+        .args(["--seccomp", "strict"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("strict") && err.contains("kill"), "{err}");
+}

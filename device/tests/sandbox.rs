@@ -1,6 +1,6 @@
 //! The daemon's confinement is live: every thread — those started before
 //! the filter and those a VMM connection starts after it — runs with
-//! no-new-privileges and the system-call filter, and a call outside the
+//! no capabilities, no-new-privileges and the system-call filter, and a call outside the
 //! allow-list (the test builds' hook, `VGPU_TEST_FORBIDDEN_SYSCALL`) kills
 //! the daemon under `--seccomp kill`, is reported by name under `trap`,
 //! and goes through under `log` and `none`.
@@ -70,8 +70,9 @@ fn wait_for(path: &Path) {
     }
 }
 
-/// `(thread name, Seccomp, NoNewPrivs)` of every thread of `pid`.
-fn threads(pid: u32) -> Vec<(String, String, String)> {
+/// `(thread name, Seccomp, NoNewPrivs, CapEff + CapPrm + CapBnd)` of
+/// every thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -85,7 +86,18 @@ fn threads(pid: u32) -> Vec<(String, String, String)> {
                 .map(|v| v.trim().to_string())
                 .unwrap_or_default()
         };
-        out.push((field("Name:"), field("Seccomp:"), field("NoNewPrivs:")));
+        let caps = format!(
+            "{} {} {}",
+            field("CapEff:"),
+            field("CapPrm:"),
+            field("CapBnd:")
+        );
+        out.push((
+            field("Name:"),
+            field("Seccomp:"),
+            field("NoNewPrivs:"),
+            caps,
+        ));
     }
     out
 }
@@ -114,9 +126,11 @@ fn every_thread_is_filtered_including_those_a_connection_starts() {
         after.len() > before.len(),
         "the connection started threads: {before:?} -> {after:?}"
     );
-    for (name, seccomp, nnp) in &after {
+    let none = "0000000000000000 0000000000000000 0000000000000000";
+    for (name, seccomp, nnp, caps) in &after {
         assert_eq!(seccomp, "2", "thread {name}: Seccomp (2 = filter)");
         assert_eq!(nnp, "1", "thread {name}: NoNewPrivs");
+        assert_eq!(caps, none, "thread {name}: CapEff CapPrm CapBnd");
     }
     drop(frontend);
     child.kill().unwrap();
@@ -157,7 +171,7 @@ fn log_and_none_let_it_through() {
             wait_exit(&mut child, Duration::from_millis(10)).is_none(),
             "--seccomp {mode}: the daemon must survive"
         );
-        for (name, s, nnp) in threads(child.id()) {
+        for (name, s, nnp, _) in threads(child.id()) {
             assert_eq!(s, seccomp, "--seccomp {mode}, thread {name}");
             assert_eq!(nnp, "1", "--seccomp {mode}, thread {name}");
         }

@@ -30,8 +30,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    // Before any thread starts: every thread inherits it.
+    // Before any thread starts: every thread inherits them.
     vgpu_device::sandbox::no_new_privileges()?;
+    let dropped = vgpu_device::sandbox::drop_capabilities()?;
+    log::info!("sandbox: no capabilities left ({dropped} removed from the bounding set)");
     let endpoint = match (&cli.socket_path, cli.fd) {
         (Some(path), None) => Endpoint::Path(path.clone()),
         (None, Some(fd)) => {

@@ -6,6 +6,8 @@
 //!
 //! 1. **No new privileges** (`PR_SET_NO_NEW_PRIVS`, every thread): no
 //!    set-uid binary or file capability can raise what the process holds.
+//!    **No capabilities** ([`drop_capabilities`]): both before the first
+//!    thread starts, so every thread inherits them.
 //! 2. **Seccomp** ([`seccomp`]): an allow-list of system calls, with the
 //!    arguments checked where they matter (ioctl requests, mmap/mprotect
 //!    never executable, madvise advice, fcntl commands, fallocate modes,
@@ -75,6 +77,51 @@ impl fmt::Display for Confinement {
 /// every thread even under `--seccomp none`.
 pub fn no_new_privileges() -> Result<(), String> {
     rustix::thread::set_no_new_privs(true).map_err(|e| format!("setting no-new-privileges: {e}"))
+}
+
+/// Drops every capability — effective, permitted, inheritable, ambient
+/// and, where the process may (CAP_SETPCAP), the bounding set — from the
+/// calling thread, which threads it starts inherit: call it before the
+/// first thread starts. The daemon needs none: its sockets, the render
+/// node and the cgroup files it arms are its own user's (root's under
+/// systemd or libvirt), and PSI triggers whose window is a multiple of
+/// 2 s (the default) need no CAP_SYS_RESOURCE. Returns how many capabilities the
+/// bounding set lost.
+pub fn drop_capabilities() -> Result<usize, String> {
+    use rustix::io::Errno;
+    use rustix::thread::{
+        capability_is_in_bounding_set, clear_ambient_capability_set,
+        remove_capability_from_bounding_set, set_capabilities, CapabilitySet, CapabilitySets,
+    };
+    let mut dropped = 0;
+    for cap in CapabilitySet::all().iter() {
+        match capability_is_in_bounding_set(cap) {
+            Ok(true) => match remove_capability_from_bounding_set(cap) {
+                Ok(()) => dropped += 1,
+                // Not ours to change (no CAP_SETPCAP): nothing in it can be
+                // gained anyway under no-new-privileges.
+                Err(Errno::PERM) => break,
+                Err(e) => return Err(format!("dropping {cap:?} from the bounding set: {e}")),
+            },
+            // Unknown to this kernel.
+            Ok(false) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(format!("reading the bounding set: {e}")),
+        }
+    }
+    match clear_ambient_capability_set() {
+        Ok(()) | Err(Errno::INVAL) => {}
+        Err(e) => return Err(format!("clearing the ambient capabilities: {e}")),
+    }
+    set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| format!("dropping capabilities: {e}"))?;
+    Ok(dropped)
 }
 
 /// Confines the whole process (every thread, and those started later).

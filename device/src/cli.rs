@@ -65,6 +65,11 @@ pub struct Cli {
     #[arg(long, value_name = "MODE", default_value_t = SeccompMode::Kill)]
     pub seccomp: SeccompMode,
 
+    /// Do not narrow the files the daemon can reach with Landlock (on by
+    /// default where the kernel has it).
+    #[arg(long)]
+    pub no_landlock: bool,
+
     /// Longest the daemon watches the control queue for the guest's next
     /// command after answering one, in microseconds, instead of sleeping
     /// until kicked. Adaptive: the window grows only while commands come

@@ -3,7 +3,8 @@
 //! no capabilities, no-new-privileges and the system-call filter, and a call outside the
 //! allow-list (the test builds' hook, `VGPU_TEST_FORBIDDEN_SYSCALL`) kills
 //! the daemon under `--seccomp kill`, is reported by name under `trap`,
-//! and goes through under `log` and `none`.
+//! and goes through under `log` and `none`; Landlock refuses a file
+//! outside the allowed set (`VGPU_TEST_OPEN`).
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
@@ -24,17 +25,24 @@ fn tmp_sock(name: &str) -> PathBuf {
 }
 
 fn start(name: &str, args: &[&str], forbidden_call: bool) -> (Child, PathBuf) {
+    let env: &[(&str, &str)] = if forbidden_call {
+        &[("VGPU_TEST_FORBIDDEN_SYSCALL", "1")]
+    } else {
+        &[]
+    };
+    start_with(name, args, env)
+}
+
+fn start_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBuf) {
     let sock = tmp_sock(name);
     let mut cmd = Command::new(BIN);
     cmd.arg("--socket-path")
         .arg(&sock)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if forbidden_call {
-        cmd.env("VGPU_TEST_FORBIDDEN_SYSCALL", "1");
-    }
     (cmd.spawn().unwrap(), sock)
 }
 
@@ -194,4 +202,34 @@ fn a_bad_mode_is_named() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("strict") && err.contains("kill"), "{err}");
+}
+
+#[test]
+fn landlock_refuses_files_outside_the_allowed_set() {
+    for (name, args, path, expect) in [
+        (
+            "ll-etc",
+            &[][..],
+            "/etc/hostname",
+            "opening /etc/hostname failed: Permission denied",
+        ),
+        ("ll-proc", &[][..], "/proc/meminfo", "opened /proc/meminfo"),
+        (
+            "ll-off",
+            &["--no-landlock"][..],
+            "/etc/hostname",
+            "opened /etc/hostname",
+        ),
+    ] {
+        let (mut child, sock) = start_with(name, args, &[("VGPU_TEST_OPEN", path)]);
+        wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
+        std::thread::sleep(Duration::from_millis(300));
+        child.kill().unwrap();
+        let _ = child.wait();
+        let log = stderr_of(&mut child);
+        assert!(log.contains(expect), "{name}: {log}");
+        if args.is_empty() {
+            assert!(log.contains("Landlock fully enforced"), "{name}: {log}");
+        }
+    }
 }

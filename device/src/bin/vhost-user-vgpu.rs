@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use vgpu_device::cli::{capabilities_json, Cli};
 use vgpu_device::daemon::{Daemon, Endpoint};
+use vgpu_device::sandbox::fs::FsPaths;
 use vgpu_device::service::{Service, ServiceConfig};
 
 fn main() -> ExitCode {
@@ -34,6 +35,21 @@ fn run(cli: &Cli) -> Result<(), String> {
     vgpu_device::sandbox::no_new_privileges()?;
     let dropped = vgpu_device::sandbox::drop_capabilities()?;
     log::info!("sandbox: no capabilities left ({dropped} removed from the bounding set)");
+    if cli.no_landlock {
+        log::info!("sandbox: Landlock off (--no-landlock): file access not narrowed");
+    } else {
+        let paths = FsPaths {
+            sockets: cli
+                .socket_path
+                .iter()
+                .map(PathBuf::from)
+                .chain(cli.admin_socket_path())
+                .collect(),
+            pressure_watch: std::env::var_os("MEMORY_PRESSURE_WATCH").map(PathBuf::from),
+        };
+        let level = vgpu_device::sandbox::fs::restrict(&paths)?;
+        log::info!("sandbox: {level}");
+    }
     let endpoint = match (&cli.socket_path, cli.fd) {
         (Some(path), None) => Endpoint::Path(path.clone()),
         (None, Some(fd)) => {
@@ -73,6 +89,8 @@ fn run(cli: &Cli) -> Result<(), String> {
     log::info!("sandbox: {confined}");
     #[cfg(feature = "test-utils")]
     forbidden_call_for_tests();
+    #[cfg(feature = "test-utils")]
+    open_for_tests();
     service
         .daemon()
         .run(&mut listener, cli.exit_on_disconnect)
@@ -113,6 +131,19 @@ fn forbidden_call_for_tests() {
         // CAP_SYS_PACCT (or with accounting off) it changes nothing.
         let r = unsafe { libc::syscall(libc::SYS_acct, 0usize) };
         log::warn!("test hook: acct returned {r}: the filter let it through");
+    }
+}
+
+/// Test builds only: with `VGPU_TEST_OPEN=PATH`, opens PATH for reading
+/// once confined and logs what happened (Landlock's refusal or success).
+#[cfg(feature = "test-utils")]
+fn open_for_tests() {
+    if let Some(path) = std::env::var_os("VGPU_TEST_OPEN") {
+        let path = PathBuf::from(path);
+        match std::fs::File::open(&path) {
+            Ok(_) => log::warn!("test hook: opened {}", path.display()),
+            Err(e) => log::warn!("test hook: opening {} failed: {e}", path.display()),
+        }
     }
 }
 

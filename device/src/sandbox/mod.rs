@@ -8,7 +8,10 @@
 //!    set-uid binary or file capability can raise what the process holds.
 //!    **No capabilities** ([`drop_capabilities`]): both before the first
 //!    thread starts, so every thread inherits them.
-//! 2. **Seccomp** ([`seccomp`]): an allow-list of system calls, with the
+//! 2. **Landlock** ([`fs`]), also before the first thread: the files the
+//!    daemon can reach at all (its sockets' directories, the render node,
+//!    the pressure files, its own `/proc`); `--no-landlock` turns it off.
+//! 3. **Seccomp** ([`seccomp`]): an allow-list of system calls, with the
 //!    arguments checked where they matter (ioctl requests, mmap/mprotect
 //!    never executable, madvise advice, fcntl commands, fallocate modes,
 //!    clone only for threads). What happens to anything else is
@@ -21,6 +24,7 @@
 //! (the filter forbids creating them), or in a process that also runs
 //! tests (the in-process harness never calls it).
 
+pub mod fs;
 #[cfg(target_arch = "x86_64")]
 pub mod seccomp;
 

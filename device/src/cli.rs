@@ -65,6 +65,18 @@ pub struct Cli {
     #[arg(long, value_name = "MODE", default_value_t = SeccompMode::Kill)]
     pub seccomp: SeccompMode,
 
+    /// Started as root: become this user (a name or a number) before
+    /// anything else — before any socket, file or thread exists. Its
+    /// supplementary groups come from the group database (membership of
+    /// `render` gives the render node).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// With --user: the primary group (a name or a number; default: the
+    /// user's own).
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
+
     /// Do not narrow the files the daemon can reach with Landlock (on by
     /// default where the kernel has it).
     #[arg(long)]

@@ -145,6 +145,9 @@ fn every_thread_is_filtered_including_those_a_connection_starts() {
     let _ = child.wait();
     let log = stderr_of(&mut child);
     assert!(log.contains("system-call filter on every thread"), "{log}");
+    // The queue worker stacked its own filter on its first event; it
+    // still runs (the connection answered), and its thread is filtered.
+    assert!(!log.contains("narrower system-call filter failed"), "{log}");
 }
 
 #[test]
@@ -232,4 +235,59 @@ fn landlock_refuses_files_outside_the_allowed_set() {
             assert!(log.contains("Landlock fully enforced"), "{name}: {log}");
         }
     }
+}
+
+#[test]
+fn user_switches_before_anything_exists() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tmp_sock("user").parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    let (mut child, sock) = start_with("user", &["--user", "nobody"], &[]);
+    if !root {
+        let status = wait_exit(&mut child, Duration::from_secs(10)).expect("refused");
+        assert!(!status.success());
+        let log = stderr_of(&mut child);
+        assert!(log.contains("must start as root"), "{log}");
+        return;
+    }
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    wait_for(&admin);
+    // Everything it created is nobody's, and every thread is nobody.
+    for path in [&sock, &admin] {
+        assert_eq!(
+            std::fs::metadata(path).unwrap().uid(),
+            65534,
+            "{}",
+            path.display()
+        );
+    }
+    for t in std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or_default();
+        assert_eq!(
+            uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+            ["65534"; 4],
+            "{uid}"
+        );
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let log = stderr_of(&mut child);
+    assert!(log.contains("running as nobody (uid 65534"), "{log}");
+    // Unknown users are named.
+    let o = Command::new(BIN)
+        .args(["--socket-path"])
+        .arg(dir.join("x.sock"))
+        .args(["--user", "no-such-user-vgpu"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--user no-such-user-vgpu: no such user"));
 }

@@ -32,8 +32,26 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     // Before any thread starts: every thread inherits them.
+    let mut dropped = 0;
+    if let Some(user) = &cli.user {
+        if !rustix::process::geteuid().is_root() {
+            return Err(format!(
+                "--user {user}: the daemon must start as root to switch users"
+            ));
+        }
+        let who = vgpu_device::sandbox::user::resolve(user, cli.group.as_deref())?;
+        dropped = vgpu_device::sandbox::drop_bounding_set()?;
+        vgpu_device::sandbox::user::switch_to(&who)?;
+        log::info!(
+            "sandbox: running as {} (uid {}, gid {}, groups {:?})",
+            who.name,
+            who.uid,
+            who.gid,
+            who.groups
+        );
+    }
     vgpu_device::sandbox::no_new_privileges()?;
-    let dropped = vgpu_device::sandbox::drop_capabilities()?;
+    dropped += vgpu_device::sandbox::drop_capabilities()?;
     log::info!("sandbox: no capabilities left ({dropped} removed from the bounding set)");
     if cli.no_landlock {
         log::info!("sandbox: Landlock off (--no-landlock): file access not narrowed");

@@ -27,6 +27,7 @@
 pub mod fs;
 #[cfg(target_arch = "x86_64")]
 pub mod seccomp;
+pub mod user;
 
 use std::fmt;
 
@@ -61,6 +62,8 @@ pub struct Confinement {
     pub seccomp: SeccompMode,
     /// System calls the filter allows (0 without one).
     pub allowed_syscalls: usize,
+    /// Of those, what each queue worker keeps.
+    pub queue_worker_syscalls: usize,
 }
 
 impl fmt::Display for Confinement {
@@ -69,8 +72,8 @@ impl fmt::Display for Confinement {
             SeccompMode::None => write!(f, "no new privileges; no system-call filter (--seccomp none)"),
             mode => write!(
                 f,
-                "no new privileges; system-call filter on every thread: {} calls allowed, anything else: {mode}",
-                self.allowed_syscalls
+                "no new privileges; system-call filter on every thread: {} calls allowed ({} in queue workers), anything else: {mode}",
+                self.allowed_syscalls, self.queue_worker_syscalls
             ),
         }
     }
@@ -94,24 +97,9 @@ pub fn no_new_privileges() -> Result<(), String> {
 pub fn drop_capabilities() -> Result<usize, String> {
     use rustix::io::Errno;
     use rustix::thread::{
-        capability_is_in_bounding_set, clear_ambient_capability_set,
-        remove_capability_from_bounding_set, set_capabilities, CapabilitySet, CapabilitySets,
+        clear_ambient_capability_set, set_capabilities, CapabilitySet, CapabilitySets,
     };
-    let mut dropped = 0;
-    for cap in CapabilitySet::all().iter() {
-        match capability_is_in_bounding_set(cap) {
-            Ok(true) => match remove_capability_from_bounding_set(cap) {
-                Ok(()) => dropped += 1,
-                // Not ours to change (no CAP_SETPCAP): nothing in it can be
-                // gained anyway under no-new-privileges.
-                Err(Errno::PERM) => break,
-                Err(e) => return Err(format!("dropping {cap:?} from the bounding set: {e}")),
-            },
-            // Unknown to this kernel.
-            Ok(false) | Err(Errno::INVAL) => {}
-            Err(e) => return Err(format!("reading the bounding set: {e}")),
-        }
-    }
+    let dropped = drop_bounding_set()?;
     match clear_ambient_capability_set() {
         Ok(()) | Err(Errno::INVAL) => {}
         Err(e) => return Err(format!("clearing the ambient capabilities: {e}")),
@@ -128,6 +116,32 @@ pub fn drop_capabilities() -> Result<usize, String> {
     Ok(dropped)
 }
 
+/// Empties the bounding set (needs CAP_SETPCAP; without it there is
+/// nothing to gain from the set under no-new-privileges), keeping the
+/// effective set; how many capabilities it lost.
+pub fn drop_bounding_set() -> Result<usize, String> {
+    use rustix::io::Errno;
+    use rustix::thread::{
+        capability_is_in_bounding_set, remove_capability_from_bounding_set, CapabilitySet,
+    };
+    let mut dropped = 0;
+    for cap in CapabilitySet::all().iter() {
+        match capability_is_in_bounding_set(cap) {
+            Ok(true) => match remove_capability_from_bounding_set(cap) {
+                Ok(()) => dropped += 1,
+                // Not ours to change (no CAP_SETPCAP): nothing in it can be
+                // gained anyway under no-new-privileges.
+                Err(Errno::PERM) => break,
+                Err(e) => return Err(format!("dropping {cap:?} from the bounding set: {e}")),
+            },
+            // Unknown to this kernel.
+            Ok(false) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(format!("reading the bounding set: {e}")),
+        }
+    }
+    Ok(dropped)
+}
+
 /// Confines the whole process (every thread, and those started later).
 /// Call once, after start-up.
 pub fn confine(mode: SeccompMode) -> Result<Confinement, String> {
@@ -136,6 +150,7 @@ pub fn confine(mode: SeccompMode) -> Result<Confinement, String> {
         return Ok(Confinement {
             seccomp: mode,
             allowed_syscalls: 0,
+            queue_worker_syscalls: 0,
         });
     }
     install(mode)
@@ -153,18 +168,50 @@ fn install(mode: SeccompMode) -> Result<Confinement, String> {
         }
         SeccompMode::None => return Err("no filter to install".into()),
     };
-    let main = seccomp::filter(on_other)?;
+    let main = seccomp::filter(on_other.clone())?;
     let clone3 = seccomp::clone3_fallback()?;
+    let worker = seccomp::queue_worker_filter(on_other)?;
     // The clone3 filter first: installing a filter calls prctl(2), which
     // the main filter no longer allows.
     seccompiler::apply_filter_all_threads(&clone3)
         .map_err(|e| format!("installing the clone3 filter: {e}"))?;
     seccompiler::apply_filter_all_threads(&main)
         .map_err(|e| format!("installing the system-call filter: {e}"))?;
+    // Queue workers start with each VMM connection; each installs this
+    // on its first event (`enter_queue_worker`).
+    let _ = QUEUE_WORKER_FILTER.set(worker);
     Ok(Confinement {
         seccomp: mode,
         allowed_syscalls: seccomp::allowed_count(),
+        queue_worker_syscalls: seccomp::queue_worker_count(),
     })
+}
+
+/// The queue worker's narrower filter, once the process is confined.
+#[cfg(target_arch = "x86_64")]
+static QUEUE_WORKER_FILTER: std::sync::OnceLock<seccompiler::BpfProgram> =
+    std::sync::OnceLock::new();
+
+/// Called by the queue worker on every event: the first time on each
+/// worker thread of a confined process, stacks the worker's narrower
+/// filter on it (see `seccomp::queue_worker_filter`). A no-op in an
+/// unconfined process (the in-process test harness, `--seccomp none`).
+pub fn enter_queue_worker() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        thread_local! {
+            static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if DONE.with(|d| d.replace(true)) {
+            return;
+        }
+        if let Some(filter) = QUEUE_WORKER_FILTER.get() {
+            if let Err(e) = seccompiler::apply_filter(filter) {
+                // The process-wide filter still holds.
+                log::error!("queue worker: installing its narrower system-call filter failed: {e}");
+            }
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]

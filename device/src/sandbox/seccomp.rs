@@ -243,10 +243,20 @@ pub fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     };
     r.insert(nr(Sysno::mmap), no_exec()?);
     r.insert(nr(Sysno::mprotect), no_exec()?);
-    // Thread names (std's Builder::name).
+    // Thread names (std's Builder::name); no-new-privileges, which
+    // seccompiler sets again when a queue worker stacks its own filter.
     r.insert(
         nr(Sysno::prctl),
-        one_of(0, [libc::PR_SET_NAME as u64].into_iter())?,
+        one_of(
+            0,
+            [libc::PR_SET_NAME as u64, libc::PR_SET_NO_NEW_PRIVS as u64].into_iter(),
+        )?,
+    );
+    // A queue worker stacking its narrower filter: adding a filter only
+    // ever takes calls away.
+    r.insert(
+        nr(Sysno::seccomp),
+        one_of(0, [u64::from(libc::SECCOMP_SET_MODE_FILTER)].into_iter())?,
     );
     // Threads, never processes: glibc's pthread_create uses clone3, whose
     // flags live in memory a filter cannot read, so clone3 fails with
@@ -304,6 +314,46 @@ fn arch() -> TargetArch {
     TargetArch::x86_64
 }
 
+/// What the queue worker — the thread that decodes and executes every
+/// command a guest sends — never needs, on top of the process's list:
+/// it opens, creates and removes no file and handles no admin client.
+/// Installed by the worker itself on its first event (stacked on the
+/// process's filter: both must allow a call).
+const NOT_IN_QUEUE_WORKER: &[(Sysno, &str)] = &[
+    (Sysno::openat, "files are the monitor's and start-up's"),
+    (Sysno::unlink, "sockets are removed by the signal thread"),
+    (Sysno::unlinkat, "sockets are removed by the signal thread"),
+    (
+        Sysno::accept4,
+        "connections are accepted by the main and admin threads",
+    ),
+    (Sysno::recvfrom, "admin requests"),
+    (Sysno::sendto, "admin replies"),
+    (Sysno::getsockopt, "admin peer credentials"),
+    (Sysno::setsockopt, "admin timeouts"),
+    (Sysno::inotify_init1, "pressure sources"),
+    (Sysno::inotify_add_watch, "pressure sources"),
+    (Sysno::geteuid, "admin peer check"),
+];
+
+/// The queue worker's filter: the process's list without
+/// [`NOT_IN_QUEUE_WORKER`].
+pub fn queue_worker_filter(on_other: SeccompAction) -> Result<BpfProgram, String> {
+    let mut r = rules()?;
+    for (s, _) in NOT_IN_QUEUE_WORKER {
+        r.remove(&i64::from(s.id()));
+    }
+    let f =
+        SeccompFilter::new(r, on_other, SeccompAction::Allow, arch()).map_err(|e| e.to_string())?;
+    f.try_into()
+        .map_err(|e: seccompiler::BackendError| e.to_string())
+}
+
+/// System calls the queue worker's filter allows.
+pub fn queue_worker_count() -> usize {
+    allowed_count().saturating_sub(NOT_IN_QUEUE_WORKER.len())
+}
+
 /// How many system calls the filter allows (with or without argument
 /// conditions), for the log and README.
 pub fn allowed_count() -> usize {
@@ -333,6 +383,10 @@ mod tests {
             assert!(!filter(action).unwrap().is_empty());
         }
         assert!(!clone3_fallback().unwrap().is_empty());
+        assert!(!queue_worker_filter(SeccompAction::KillProcess)
+            .unwrap()
+            .is_empty());
+        assert_eq!(queue_worker_count(), 71 - 11);
         let r = rules().unwrap();
         assert!(r.contains_key(&i64::from(Sysno::ioctl.id())));
         assert!(!r.contains_key(&i64::from(Sysno::execve.id())), "no exec");
@@ -344,7 +398,7 @@ mod tests {
         assert_eq!(name_of(-1), "unknown");
         // README's figures: 70 system calls; 3 std requests and every
         // DRM request the Intel drivers issue.
-        assert_eq!(allowed_count(), 70);
+        assert_eq!(allowed_count(), 71);
         assert_eq!(vgpu_backend::intel::uapi::ISSUED.len(), 27);
         assert_eq!(ioctl_requests().len(), 3 + 27);
     }

@@ -148,6 +148,8 @@ impl VhostUserBackend for VgpuBackend {
         vrings: &[VringRwLock],
         _thread_id: usize,
     ) -> io::Result<()> {
+        // This thread runs guest commands: narrow its system calls.
+        crate::sandbox::enter_queue_worker();
         self.vrings.get_or_init(|| vrings.to_vec());
         let Some(mem) = lock(&self.mem).clone() else {
             // Level-triggered: consume the timer and the signaled fences,

@@ -401,5 +401,11 @@ mod tests {
         assert_eq!(allowed_count(), 71);
         assert_eq!(vgpu_backend::intel::uapi::ISSUED.len(), 27);
         assert_eq!(ioctl_requests().len(), 3 + 27);
+        // A guest's IOCTL_SIMPLE reaches the kernel only with requests the
+        // filter allows (an Intel host would kill the daemon otherwise).
+        let allowed: Vec<u64> = ioctl_requests().iter().map(|r| r.0).collect();
+        for req in vgpu_backend::intel::i915::SIMPLE_IOCTLS {
+            assert!(allowed.contains(&u64::from(req)), "{req:#x}");
+        }
     }
 }

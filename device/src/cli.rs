@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sandbox::namespaces::NamespaceMode;
 use crate::sandbox::SeccompMode;
 
 use clap::Parser;
@@ -76,6 +77,12 @@ pub struct Cli {
     /// user's own).
     #[arg(long, value_name = "GROUP", requires = "user")]
     pub group: Option<String>,
+
+    /// Private namespaces (a user namespace mapping only the daemon's
+    /// uid, an empty network namespace, its own IPC and hostname): auto
+    /// (when started without root), on, off.
+    #[arg(long, value_name = "MODE", default_value_t = NamespaceMode::Auto)]
+    pub namespaces: NamespaceMode,
 
     /// Do not narrow the files the daemon can reach with Landlock (on by
     /// default where the kernel has it).

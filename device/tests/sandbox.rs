@@ -291,3 +291,39 @@ fn user_switches_before_anything_exists() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--user no-such-user-vgpu: no such user"));
 }
+
+#[test]
+fn private_namespaces_still_serve_a_vmm_outside() {
+    let ns = |pid: &str, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    let (mut child, sock) = start_with("ns", &["--namespaces", "on"], &[]);
+    wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
+    let pid = child.id().to_string();
+    for kind in ["user", "net", "ipc", "uts"] {
+        assert_ne!(ns(&pid, kind), ns("self", kind), "{kind} namespace");
+    }
+    // A VMM in the host's namespaces connects through the socket path.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let frontend = loop {
+        match Frontend::connect(&sock, 2) {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
+    frontend.set_owner().unwrap();
+    assert_ne!(frontend.get_features().unwrap(), 0);
+    drop(frontend);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let log = stderr_of(&mut child);
+    assert!(
+        log.contains("private user, network, IPC and UTS namespaces"),
+        "{log}"
+    );
+    // Off: the host's namespaces.
+    let (mut child, sock) = start_with("ns-off", &["--namespaces", "off"], &[]);
+    wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
+    assert_eq!(ns(&child.id().to_string(), "user"), ns("self", "user"));
+    child.kill().unwrap();
+    let _ = child.wait();
+}

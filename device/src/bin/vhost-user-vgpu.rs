@@ -32,9 +32,10 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), String> {
     // Before any thread starts: every thread inherits them.
+    let started_as_root = rustix::process::geteuid().is_root();
     let mut dropped = 0;
     if let Some(user) = &cli.user {
-        if !rustix::process::geteuid().is_root() {
+        if !started_as_root {
             return Err(format!(
                 "--user {user}: the daemon must start as root to switch users"
             ));
@@ -48,6 +49,13 @@ fn run(cli: &Cli) -> Result<(), String> {
             who.uid,
             who.gid,
             who.groups
+        );
+    }
+    if vgpu_device::sandbox::namespaces::wanted(cli.namespaces, started_as_root) {
+        vgpu_device::sandbox::namespaces::enter()?;
+        log::info!(
+            "sandbox: private user, network, IPC and UTS namespaces (--namespaces {})",
+            cli.namespaces
         );
     }
     vgpu_device::sandbox::no_new_privileges()?;

@@ -25,6 +25,7 @@
 //! tests (the in-process harness never calls it).
 
 pub mod fs;
+pub mod namespaces;
 #[cfg(target_arch = "x86_64")]
 pub mod seccomp;
 pub mod user;

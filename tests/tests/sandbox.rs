@@ -1,6 +1,7 @@
-//! The queue worker — the thread that executes what a guest sends —
-//! stacks its narrower system-call filter on its first event, and keeps
-//! serving under it.
+//! Each thread kind stacks its narrower system-call filter once it runs
+//! — the queue worker (what a guest sends), the vhost-user handler, the
+//! admin server, the pressure monitor, the signal thread — and keeps
+//! working under it.
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
@@ -55,6 +56,22 @@ fn the_queue_worker_runs_guest_commands_under_its_own_filter() {
         let (_, r) = vmm.command(&unref(7)).unwrap();
         assert_eq!(r, Response::OkNoData);
     }
+    // The admin server and the monitor wake up (a request, an injected
+    // pressure event).
+    let admin = b
+        .admin_socket()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.admin", b.socket().display())));
+    let mut client = vgpu_device::admin::AdminClient::connect(&admin).unwrap();
+    let _: serde_json::Value = client.call(&vgpu_device::admin::Request::Stats {}).unwrap();
+    let mut client = vgpu_device::admin::AdminClient::connect(&admin).unwrap();
+    let _: serde_json::Value = client
+        .call(&vgpu_device::admin::Request::Pressure {
+            trigger: None,
+            inject: true,
+        })
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let threads = filters(pid);
     let process = threads
         .iter()
@@ -70,6 +87,21 @@ fn the_queue_worker_runs_guest_commands_under_its_own_filter() {
     assert!(
         workers.iter().any(|(_, f)| *f == process + 1),
         "a worker that ran commands stacked one more filter: {threads:?}"
+    );
+    for name in ["vgpu-admin", "vgpu-pressure", "vgpu-signals"] {
+        assert!(
+            threads.iter().any(|(n, f)| n == name && *f == process + 1),
+            "{name} stacked its filter: {threads:?}"
+        );
+    }
+    // The vhost-user handler thread carries the daemon's name too.
+    assert!(
+        threads
+            .iter()
+            .filter(|(n, f)| n == "vhost-user-vgpu" && *f == process + 1)
+            .count()
+            == 1,
+        "the handler stacked its filter, the main thread did not: {threads:?}"
     );
     vmm.disconnect();
 }

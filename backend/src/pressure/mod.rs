@@ -521,9 +521,21 @@ struct Worker {
     next_tick: Instant,
 }
 
+/// Run by the monitor thread at every wake-up (the daemon's sandbox
+/// narrows the thread's system calls with it).
+static THREAD_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Has the monitor thread call `hook` at every wake-up (set once).
+pub fn on_monitor_thread(hook: fn()) {
+    let _ = THREAD_HOOK.set(hook);
+}
+
 impl Worker {
     fn run(mut self) {
         loop {
+            if let Some(hook) = THREAD_HOOK.get() {
+                hook();
+            }
             match self.wait() {
                 Ok(true) => return,
                 Ok(false) => {}

@@ -144,6 +144,8 @@ fn accept_loop(listener: &UnixListener, handler: &AdminHandler, stop: &OwnedFd) 
         if !fds[1].revents().is_empty() {
             return;
         }
+        // Before any client thread starts: they inherit it.
+        crate::sandbox::enter(crate::sandbox::ThreadKind::Admin);
         if fds[0].revents().is_empty() {
             continue;
         }

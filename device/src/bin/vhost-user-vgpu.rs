@@ -109,10 +109,14 @@ fn run(cli: &Cli) -> Result<(), String> {
     if let Endpoint::Path(p) = &endpoint {
         sockets.push(PathBuf::from(p));
     }
-    exit_on_signal(sockets)?;
+    let signals = signal_watch()?;
     // Every socket, file and thread the daemon starts with exists now.
     let confined = vgpu_device::sandbox::confine(cli.seccomp)?;
     log::info!("sandbox: {confined}");
+    vgpu_backend::pressure::on_monitor_thread(|| {
+        vgpu_device::sandbox::enter(vgpu_device::sandbox::ThreadKind::Monitor)
+    });
+    exit_on_signal(signals, sockets)?;
     #[cfg(feature = "test-utils")]
     forbidden_call_for_tests();
     #[cfg(feature = "test-utils")]
@@ -123,16 +127,26 @@ fn run(cli: &Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The SIGTERM/SIGINT handlers (made before the filter: they need a
+/// socket pair), for [`exit_on_signal`].
+fn signal_watch() -> Result<signal_hook::iterator::Signals, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("installing signal handlers: {e}"))
+}
+
 /// SIGTERM or SIGINT (systemd stop, Ctrl-C): remove the sockets this
 /// daemon created and exit with status 0. A connected VMM sees the
 /// vhost-user connection close.
-fn exit_on_signal(sockets: Vec<PathBuf>) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("installing signal handlers: {e}"))?;
+fn exit_on_signal(
+    mut signals: signal_hook::iterator::Signals,
+    sockets: Vec<PathBuf>,
+) -> Result<(), String> {
+    use signal_hook::consts::SIGTERM;
     std::thread::Builder::new()
         .name("vgpu-signals".into())
         .spawn(move || {
+            vgpu_device::sandbox::enter(vgpu_device::sandbox::ThreadKind::Signals);
             if let Some(sig) = signals.forever().next() {
                 let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 log::info!("{name}: removing sockets and exiting");

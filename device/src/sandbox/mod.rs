@@ -171,48 +171,90 @@ fn install(mode: SeccompMode) -> Result<Confinement, String> {
     };
     let main = seccomp::filter(on_other.clone())?;
     let clone3 = seccomp::clone3_fallback()?;
-    let worker = seccomp::queue_worker_filter(on_other)?;
+    let mut per_thread = std::collections::HashMap::new();
+    for kind in ThreadKind::ALL {
+        per_thread.insert(kind, seccomp::thread_filter(kind, on_other.clone())?);
+    }
     // The clone3 filter first: installing a filter calls prctl(2), which
     // the main filter no longer allows.
     seccompiler::apply_filter_all_threads(&clone3)
         .map_err(|e| format!("installing the clone3 filter: {e}"))?;
     seccompiler::apply_filter_all_threads(&main)
         .map_err(|e| format!("installing the system-call filter: {e}"))?;
-    // Queue workers start with each VMM connection; each installs this
-    // on its first event (`enter_queue_worker`).
-    let _ = QUEUE_WORKER_FILTER.set(worker);
+    // Each thread kind installs its own when it runs (`enter`).
+    let _ = THREAD_FILTERS.set(per_thread);
     Ok(Confinement {
         seccomp: mode,
         allowed_syscalls: seccomp::allowed_count(),
-        queue_worker_syscalls: seccomp::queue_worker_count(),
+        queue_worker_syscalls: seccomp::thread_count(ThreadKind::QueueWorker),
     })
 }
 
-/// The queue worker's narrower filter, once the process is confined.
+/// Each thread kind's narrower filter, once the process is confined.
 #[cfg(target_arch = "x86_64")]
-static QUEUE_WORKER_FILTER: std::sync::OnceLock<seccompiler::BpfProgram> =
-    std::sync::OnceLock::new();
+static THREAD_FILTERS: std::sync::OnceLock<
+    std::collections::HashMap<ThreadKind, seccompiler::BpfProgram>,
+> = std::sync::OnceLock::new();
 
-/// Called by the queue worker on every event: the first time on each
-/// worker thread of a confined process, stacks the worker's narrower
-/// filter on it (see `seccomp::queue_worker_filter`). A no-op in an
-/// unconfined process (the in-process test harness, `--seccomp none`).
-pub fn enter_queue_worker() {
+/// The kinds of thread that narrow the process's list further, each on
+/// its own once it runs (stacked on the process's filter: both must
+/// allow a call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadKind {
+    /// Decodes and executes every command a guest sends (per
+    /// connection; installs on its first event).
+    QueueWorker,
+    /// Handles the VMM's vhost-user messages (per connection; installs
+    /// when the VMM acknowledges the features).
+    Frontend,
+    /// The pressure monitor (installs on its first wake-up).
+    Monitor,
+    /// The admin socket's server and the client threads it starts
+    /// (installs on its first wake-up, before any client).
+    Admin,
+    /// Waits for SIGTERM/SIGINT, removes the sockets and exits.
+    Signals,
+}
+
+impl ThreadKind {
+    /// Every kind.
+    pub const ALL: [ThreadKind; 5] = [
+        ThreadKind::QueueWorker,
+        ThreadKind::Frontend,
+        ThreadKind::Monitor,
+        ThreadKind::Admin,
+        ThreadKind::Signals,
+    ];
+}
+
+/// Called by a thread of `kind` when it runs: the first time on each
+/// thread of a confined process, stacks that kind's narrower filter on
+/// it (see `seccomp::thread_filter`). A no-op in an unconfined process
+/// (the in-process test harness, `--seccomp none`) and on later calls.
+pub fn enter(kind: ThreadKind) {
     #[cfg(target_arch = "x86_64")]
     {
         thread_local! {
             static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
+        let Some(filter) = THREAD_FILTERS.get().and_then(|m| m.get(&kind)) else {
+            return;
+        };
         if DONE.with(|d| d.replace(true)) {
             return;
         }
-        if let Some(filter) = QUEUE_WORKER_FILTER.get() {
-            if let Err(e) = seccompiler::apply_filter(filter) {
-                // The process-wide filter still holds.
-                log::error!("queue worker: installing its narrower system-call filter failed: {e}");
-            }
+        if let Err(e) = seccompiler::apply_filter(filter) {
+            // The process-wide filter still holds.
+            log::error!("{kind:?} thread: installing its narrower system-call filter failed: {e}");
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = kind;
+}
+
+/// [`enter`] for the queue worker.
+pub fn enter_queue_worker() {
+    enter(ThreadKind::QueueWorker);
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -23,6 +23,8 @@ use seccompiler::{
 };
 use syscalls::Sysno;
 
+use super::ThreadKind;
+
 /// System calls allowed with any arguments, and who needs them.
 const ALLOWED: &[(Sysno, &str)] = &[
     // I/O on eventfds (kicks, calls, purge notices), sockets, memfds,
@@ -52,6 +54,10 @@ const ALLOWED: &[(Sysno, &str)] = &[
     // for a new PSI trigger, /proc/meminfo (MemAvailable source),
     // /proc/self/* (residency, cgroup). Landlock bounds the paths.
     (Sysno::openat, "re-armed pressure sources, /proc reads"),
+    (
+        Sysno::open,
+        "a new PSI trigger (pressure monitor, rustix's open)",
+    ),
     (Sysno::unlink, "removing the sockets at SIGTERM"),
     (Sysno::unlinkat, "removing the sockets at SIGTERM (std)"),
     (Sysno::ftruncate, "sizing a new buffer's memfd"),
@@ -314,33 +320,102 @@ fn arch() -> TargetArch {
     TargetArch::x86_64
 }
 
-/// What the queue worker — the thread that decodes and executes every
-/// command a guest sends — never needs, on top of the process's list:
-/// it opens, creates and removes no file and handles no admin client.
-/// Installed by the worker itself on its first event (stacked on the
-/// process's filter: both must allow a call).
-const NOT_IN_QUEUE_WORKER: &[(Sysno, &str)] = &[
-    (Sysno::openat, "files are the monitor's and start-up's"),
-    (Sysno::unlink, "sockets are removed by the signal thread"),
-    (Sysno::unlinkat, "sockets are removed by the signal thread"),
+/// Calls only the admin socket and start-up make.
+const ADMIN_SOCKET: &[(Sysno, &str)] = &[
     (
         Sysno::accept4,
-        "connections are accepted by the main and admin threads",
+        "admin connections are accepted by the admin thread",
     ),
     (Sysno::recvfrom, "admin requests"),
     (Sysno::sendto, "admin replies"),
     (Sysno::getsockopt, "admin peer credentials"),
     (Sysno::setsockopt, "admin timeouts"),
-    (Sysno::inotify_init1, "pressure sources"),
-    (Sysno::inotify_add_watch, "pressure sources"),
     (Sysno::geteuid, "admin peer check"),
 ];
 
-/// The queue worker's filter: the process's list without
-/// [`NOT_IN_QUEUE_WORKER`].
-pub fn queue_worker_filter(on_other: SeccompAction) -> Result<BpfProgram, String> {
+/// What a thread kind never needs, on top of the process's list.
+fn not_needed(kind: ThreadKind) -> Vec<(Sysno, &'static str)> {
+    let files: &[(Sysno, &str)] = &[
+        (Sysno::openat, "files are the monitor's and start-up's"),
+        (Sysno::open, "files are the monitor's and start-up's"),
+        (Sysno::unlink, "sockets are removed by the signal thread"),
+        (Sysno::unlinkat, "sockets are removed by the signal thread"),
+        (Sysno::inotify_init1, "pressure sources"),
+        (Sysno::inotify_add_watch, "pressure sources"),
+    ];
+    let buffers: &[(Sysno, &str)] = &[
+        (
+            Sysno::memfd_create,
+            "buffers are made by queue workers and admin evictions",
+        ),
+        (Sysno::ftruncate, "sizing buffers"),
+        (Sysno::copy_file_range, "moving buffers"),
+        (Sysno::fallocate, "purging buffers"),
+        (Sysno::mincore, "residency"),
+    ];
+    let timers: &[(Sysno, &str)] = &[
+        (
+            Sysno::timerfd_create,
+            "fence timers are made with a connection",
+        ),
+        (
+            Sysno::timerfd_settime,
+            "fence timers are armed by queue workers",
+        ),
+        (Sysno::timerfd_gettime, "fence timers"),
+    ];
+    let mut v: Vec<(Sysno, &'static str)> = Vec::new();
+    match kind {
+        ThreadKind::QueueWorker => {
+            v.extend_from_slice(files);
+            v.extend_from_slice(ADMIN_SOCKET);
+        }
+        ThreadKind::Frontend => {
+            v.extend_from_slice(files);
+            v.extend_from_slice(ADMIN_SOCKET);
+            v.extend_from_slice(buffers);
+            v.extend_from_slice(timers);
+        }
+        ThreadKind::Monitor => {
+            v.extend_from_slice(ADMIN_SOCKET);
+            v.extend_from_slice(timers);
+        }
+        ThreadKind::Admin => {
+            v.extend_from_slice(files);
+            v.extend_from_slice(timers);
+        }
+        ThreadKind::Signals => {
+            // Only unlink and exit of its own: everything else goes.
+            v.extend_from_slice(&files[..2]);
+            v.extend_from_slice(&files[4..]);
+            // It reads its signal pipe with recv(2).
+            v.extend(ADMIN_SOCKET.iter().filter(|(s, _)| *s != Sysno::recvfrom));
+            v.extend_from_slice(buffers);
+            v.extend_from_slice(timers);
+            v.extend_from_slice(&[
+                (Sysno::accept4, "no connections"),
+                (Sysno::recvmsg, "no vhost-user messages"),
+                (Sysno::sendmsg, "no vhost-user messages"),
+                (Sysno::epoll_ctl, "no queues"),
+                (Sysno::epoll_create1, "no queues"),
+                (Sysno::eventfd2, "no queues"),
+                (Sysno::pread64, "no buffers"),
+                (Sysno::pwrite64, "no buffers"),
+                (Sysno::mremap, "no buffers"),
+                (Sysno::clone, "starts no thread"),
+                (Sysno::clone3, "starts no thread"),
+            ]);
+        }
+    }
+    v.sort_by_key(|(s, _)| s.id());
+    v.dedup_by_key(|(s, _)| s.id());
+    v
+}
+
+/// `kind`'s filter: the process's list without what it never needs.
+pub fn thread_filter(kind: ThreadKind, on_other: SeccompAction) -> Result<BpfProgram, String> {
     let mut r = rules()?;
-    for (s, _) in NOT_IN_QUEUE_WORKER {
+    for (s, _) in not_needed(kind) {
         r.remove(&i64::from(s.id()));
     }
     let f =
@@ -349,9 +424,15 @@ pub fn queue_worker_filter(on_other: SeccompAction) -> Result<BpfProgram, String
         .map_err(|e: seccompiler::BackendError| e.to_string())
 }
 
-/// System calls the queue worker's filter allows.
-pub fn queue_worker_count() -> usize {
-    allowed_count().saturating_sub(NOT_IN_QUEUE_WORKER.len())
+/// System calls `kind`'s filter allows.
+pub fn thread_count(kind: ThreadKind) -> usize {
+    let gone: Vec<i64> = not_needed(kind)
+        .iter()
+        .map(|(s, _)| i64::from(s.id()))
+        .collect();
+    rules()
+        .map(|r| r.keys().filter(|k| !gone.contains(k)).count())
+        .unwrap_or(0)
 }
 
 /// How many system calls the filter allows (with or without argument
@@ -383,10 +464,13 @@ mod tests {
             assert!(!filter(action).unwrap().is_empty());
         }
         assert!(!clone3_fallback().unwrap().is_empty());
-        assert!(!queue_worker_filter(SeccompAction::KillProcess)
-            .unwrap()
-            .is_empty());
-        assert_eq!(queue_worker_count(), 71 - 11);
+        for kind in ThreadKind::ALL {
+            assert!(!thread_filter(kind, SeccompAction::KillProcess)
+                .unwrap()
+                .is_empty());
+            assert!(thread_count(kind) < allowed_count(), "{kind:?}");
+        }
+        assert_eq!(thread_count(ThreadKind::QueueWorker), 72 - 12);
         let r = rules().unwrap();
         assert!(r.contains_key(&i64::from(Sysno::ioctl.id())));
         assert!(!r.contains_key(&i64::from(Sysno::execve.id())), "no exec");
@@ -398,7 +482,7 @@ mod tests {
         assert_eq!(name_of(-1), "unknown");
         // README's figures: 70 system calls; 3 std requests and every
         // DRM request the Intel drivers issue.
-        assert_eq!(allowed_count(), 71);
+        assert_eq!(allowed_count(), 72);
         assert_eq!(vgpu_backend::intel::uapi::ISSUED.len(), 27);
         assert_eq!(ioctl_requests().len(), 3 + 27);
         // A guest's IOCTL_SIMPLE reaches the kernel only with requests the
@@ -407,5 +491,29 @@ mod tests {
         for req in vgpu_backend::intel::i915::SIMPLE_IOCTLS {
             assert!(allowed.contains(&u64::from(req)), "{req:#x}");
         }
+    }
+}
+
+#[cfg(test)]
+mod counts {
+    use super::*;
+
+    #[test]
+    fn each_thread_kind_keeps_what_readme_says() {
+        let counts: Vec<(ThreadKind, usize)> = ThreadKind::ALL
+            .iter()
+            .map(|&k| (k, thread_count(k)))
+            .collect();
+        println!("{counts:?}");
+        assert_eq!(
+            counts,
+            [
+                (ThreadKind::QueueWorker, 60),
+                (ThreadKind::Frontend, 52),
+                (ThreadKind::Monitor, 63),
+                (ThreadKind::Admin, 63),
+                (ThreadKind::Signals, 45),
+            ]
+        );
     }
 }

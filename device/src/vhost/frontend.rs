@@ -56,6 +56,8 @@ impl VhostUserBackend for VgpuBackend {
     }
 
     fn acked_features(&self, features: u64) {
+        // The vhost-user handler thread: narrow its system calls.
+        crate::sandbox::enter(crate::sandbox::ThreadKind::Frontend);
         log::debug!("features acked: {features:#x}");
     }
 

@@ -36,11 +36,24 @@ const MIB: u64 = 1 << 20;
 #[test]
 fn uapi_layouts_match_the_kernel_headers_of_this_machine() {
     let headers = ["/usr/include/drm/i915_drm.h", "/usr/include/drm/xe_drm.h"];
-    for h in headers {
+    let missing: Vec<&str> = headers
+        .into_iter()
+        .filter(|h| !Path::new(h).exists())
+        .collect();
+    if !missing.is_empty() {
+        let how = "install the kernel uapi headers of Linux 6.8 or later (Debian bookworm: apt-get install -t bookworm-backports linux-libc-dev)";
+        // CI installs them and sets this: there the check must run.
         assert!(
-            Path::new(h).exists(),
-            "{h} is missing: install the kernel uapi headers (Debian: apt-get install -t bookworm-backports linux-libc-dev)"
+            std::env::var_os("VGPU_REQUIRE_KERNEL_HEADERS").is_none(),
+            "{missing:?} missing and VGPU_REQUIRE_KERNEL_HEADERS is set: {how}"
         );
+        // Straight to stderr: the test harness shows no captured output of
+        // a passing test, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED uapi layout check against the C headers: {missing:?} missing; to run it, {how}"
+        );
+        return;
     }
     let src = c_layout_checks();
     assert!(

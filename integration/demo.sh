@@ -15,27 +15,45 @@ RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
 mapfile -t image < <(integration/build-guest-image.sh "$PWD/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test" 2>/dev/null)
 cargo build --quiet --release -p vgpu-device -p vgpu-tests --bins
 
-status=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
 target/release/vgpu-vm-test --demo --loop-ms 1000 \
-    --kernel "${image[0]}" --initrd "${image[1]}" --daemon target/release/vhost-user-vgpu || status=$?
+    --kernel "${image[0]}" --initrd "${image[1]}" --daemon target/release/vhost-user-vgpu \
+    | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
 
-cat <<'TEXT'
-
-What happened:
- * vhost-user-vgpu started on the emulated device (256 MiB of emulated
-   device-local memory, blob buffers in per-object memfds) and listened on a
-   vhost-user socket, with its admin socket beside it.
- * QEMU started a VM with `-device vhost-user-gpu-pci` and handed vgpu the
-   GPU's virtqueues and the guest's memory (memfd, shared).
- * The guest's Linux virtio-gpu driver probed vgpu. The guest test program
-   read the driver's parameters, scanned out an eight-bar pattern (which
-   this script found in QEMU's screendump), ran a timed loop of buffer
-   create / map / write / transfer / destroy, and round-tripped data
-   through the host. The blob and native-context subtests SKIP under stock
-   QEMU 10, which does not forward blobs or context init (crosvm does).
- * vgpuctl showed the VM ("vm1") and its buffers while it ran; when the
-   guest powered off, vgpu freed everything the VM held and waited for the
-   next VM.
-Run the full check with integration/run-vm.sh; see README for operating vgpu.
-TEXT
+# What happened: only the steps this run's output shows.
+saw() { grep -qE "$1" "$out"; }
+echo
+echo "What happened:"
+if saw 'vgpuctl --socket'; then
+    echo " * vhost-user-vgpu started on the emulated device (256 MiB of emulated"
+    echo "   device-local memory, blob buffers in per-object memfds) and listened on a"
+    echo "   vhost-user socket, with its admin socket beside it."
+fi
+if saw '^guest\| '; then
+    echo " * QEMU started a VM with \`-device vhost-user-gpu-pci\` and handed vgpu the"
+    echo "   GPU's virtqueues and the guest's memory (memfd, shared); the guest's"
+    echo "   Linux virtio-gpu driver probed vgpu and the guest test program ran."
+fi
+saw '^guest\| PASS getparams' && echo " * It read the driver's parameters (GETPARAM)."
+saw 'PASS screendump' && echo " * It scanned out an eight-bar pattern, which this script found in QEMU's screendump."
+saw '^guest\| PASS timed-loop' && echo " * It ran a timed loop of buffer create / map / write / transfer / destroy."
+saw '^guest\| PASS transfer-round-trip' && echo " * It round-tripped data through the host (TRANSFER_TO_HOST, then FROM_HOST)."
+if saw '^guest\| SKIP (blob|native)'; then
+    echo " * The blob and native-context subtests SKIPped: stock QEMU 10's"
+    echo "   vhost-user-gpu-pci does not forward blobs or context init (QEMU 11.1's"
+    echo "   generic vhost-user device and crosvm do; integration/run-vm.sh runs them)."
+fi
+saw 'vm1' && echo " * vgpuctl showed the VM (\"vm1\") and its buffers while it ran."
+if [ "$status" -eq 0 ]; then
+    echo " * When the guest powered off, vgpu freed everything the VM held and waited"
+    echo "   for the next VM."
+else
+    echo " * The run did not finish cleanly (exit status $status): the output above says"
+    echo "   which step failed."
+fi
+echo "Run the full check with integration/run-vm.sh; see README for operating vgpu."
 exit $status

@@ -498,6 +498,36 @@ impl<'m> QueueRig<'m> {
                 .expect("descriptor in the table");
         }
         // Publish the head (the ring wraps; the index runs free).
+        self.raw_avail(queue, head);
+        Posted { head, writable }
+    }
+
+    /// Writes raw descriptor `index` of `queue`'s table as a driver —
+    /// broken or hostile — may: any address, length, flags (NEXT, WRITE,
+    /// INDIRECT) and next index. `index` wraps at the table size.
+    pub fn raw_descriptor(
+        &mut self,
+        queue: u16,
+        index: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    ) {
+        let q = usize::from(queue) % NUM_QUEUES;
+        self.queues[q]
+            .desc_table()
+            .store(
+                index % QUEUE_SIZE,
+                RawDescriptor::from(Descriptor::new(addr, len, flags, next)),
+            )
+            .expect("descriptor in the table");
+    }
+
+    /// Publishes `head` in `queue`'s avail ring, whatever it is (a head
+    /// out of range, one the device holds, one never written).
+    pub fn raw_avail(&mut self, queue: u16, head: u16) {
+        let q = usize::from(queue) % NUM_QUEUES;
         let avail = self.queues[q].avail();
         let idx = avail.idx().load();
         avail
@@ -506,7 +536,6 @@ impl<'m> QueueRig<'m> {
             .expect("avail ring slot")
             .store(head);
         avail.idx().store(idx.wrapping_add(1));
-        Posted { head, writable }
     }
 
     /// The guest kicks `queue`: one worker event for it.

@@ -136,10 +136,13 @@ impl Daemon {
         daemon
             .start(listener)
             .map_err(|e| DaemonError::Serve(e.to_string()))?;
-        log::info!("VMM connected (connection {n}, owner {vm})");
+        log::info!("a VMM connected (connection {n}; its memory is accounted as vm{n})");
         match daemon.wait() {
-            Ok(()) => log::info!("VMM disconnected (connection {n})"),
-            Err(e) => log::info!("connection {n} ended: {e}"),
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected,
+            )) => log::info!("the VMM of connection {n} disconnected"),
+            Err(e) => log::warn!("connection {n} ended with an error: {e}"),
         }
         // Stop the worker (exit event, join) before freeing what it used.
         drop(daemon);
@@ -147,7 +150,7 @@ impl Daemon {
         self.screens.clear();
         match self.bm.destroy_owner(vm) {
             Ok(r) => log::info!(
-                "connection {n}: freed {} objects, {} bytes",
+                "connection {n}: freed everything vm{n} held ({} buffers, {} bytes)",
                 r.objects,
                 r.bytes
             ),

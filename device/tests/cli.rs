@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
+mod common;
+use common::wait_for;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -187,18 +190,6 @@ fn serves_a_listening_fd_handed_over() {
 }
 
 const VGPUCTL: &str = env!("CARGO_BIN_EXE_vgpuctl");
-
-fn wait_for(path: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn vgpuctl_json(admin: &std::path::Path, args: &[&str]) -> serde_json::Value {
     let o = Command::new(VGPUCTL)

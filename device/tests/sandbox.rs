@@ -8,8 +8,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
+mod common;
+use common::wait_for;
+
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,18 +67,6 @@ fn stderr_of(child: &mut Child) -> String {
         let _ = e.read_to_string(&mut s);
     }
     s
-}
-
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// `(thread name, Seccomp, NoNewPrivs, CapEff + CapPrm + CapBnd)` of

@@ -3,7 +3,7 @@
 
 mod table;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use vgpu_device::cli::parse_size;
 
 use table::{bytes, limit, Table};
 
+mod all;
+
 /// Inspect and control a running vgpu daemon through its admin socket.
 #[derive(Debug, Parser)]
 #[command(name = "vgpuctl", version, about, long_about = None)]
@@ -29,6 +31,22 @@ struct Args {
         default_value = "/tmp/vgpu.sock.admin"
     )]
     socket: PathBuf,
+
+    /// Every daemon on the host: each admin socket (`*.admin`) in
+    /// --runtime-dir. `stats` shows one table; `shrink SIZE` frees SIZE in
+    /// total, most charged daemon first; other commands run on each.
+    #[arg(long, global = true)]
+    all: bool,
+
+    /// Where --all looks for admin sockets (the units' RuntimeDirectory).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "VGPU_RUNTIME_DIR",
+        default_value = "/run/vgpu",
+        global = true
+    )]
+    runtime_dir: PathBuf,
 
     /// Seconds to wait for the daemon's reply.
     #[arg(long, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
@@ -192,8 +210,37 @@ fn run(args: &Args) -> Result<String, ClientError> {
             "set-limit needs --quota, --soft-limit or both".into(),
         ));
     }
-    let mut client =
-        AdminClient::connect_with_timeout(&args.socket, Duration::from_secs(args.timeout))?;
+    if args.all {
+        return run_all(args);
+    }
+    run_one(args, &args.socket)
+}
+
+fn connect(args: &Args, socket: &Path) -> Result<AdminClient, ClientError> {
+    AdminClient::connect_with_timeout(socket, Duration::from_secs(args.timeout))
+}
+
+fn run_all(args: &Args) -> Result<String, ClientError> {
+    let sockets = all::sockets(&args.runtime_dir)?;
+    let connect = |s: &Path| connect(args, s);
+    Ok(match &args.command {
+        Command::Stats if !args.json => all::stats(&sockets, &connect),
+        Command::Shrink {
+            size,
+            mode,
+            owner: None,
+        } if !args.json => all::shrink(&sockets, *size, Some(mode.clone()), &connect, &show_shrink),
+        Command::Screenshot { .. } => {
+            return Err(ClientError::Refused(
+                "screenshot takes one daemon: give its --socket instead of --all".into(),
+            ))
+        }
+        _ => all::each(&sockets, &|s| run_one(args, s)),
+    })
+}
+
+fn run_one(args: &Args, socket: &Path) -> Result<String, ClientError> {
+    let mut client = connect(args, socket)?;
     let value = client.request(&request(args))?;
     if args.json {
         let mut text = serde_json::to_string_pretty(&value)

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
 mod common;
-use common::wait_for;
+use common::{connect, wait_exit, wait_for};
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use vhost::vhost_user::Frontend;
 use vhost::VhostBackend;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vhost-user-vgpu");
@@ -29,28 +28,6 @@ fn tmp_sock(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vgpu-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("vgpu.sock")
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-fn connect(path: &std::path::Path) -> Frontend {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Frontend::connect(path, 2) {
-            Ok(f) => return f,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("connect: {e}"),
-        }
-    }
 }
 
 #[test]

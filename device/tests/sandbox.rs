@@ -9,14 +9,13 @@
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
 mod common;
-use common::wait_for;
+use common::{connect, wait_exit, wait_for};
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use vhost::vhost_user::Frontend;
 use vhost::VhostBackend;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vhost-user-vgpu");
@@ -47,17 +46,6 @@ fn start_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBu
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     (cmd.spawn().unwrap(), sock)
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
 }
 
 fn stderr_of(child: &mut Child) -> String {
@@ -109,14 +97,7 @@ fn every_thread_is_filtered_including_those_a_connection_starts() {
     let before = threads(child.id());
     // A VMM connects: the daemon starts its frontend handler and queue
     // worker threads under the filter, and answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let frontend = loop {
-        match Frontend::connect(&sock, 2) {
-            Ok(f) => break f,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
+    let frontend = connect(&sock);
     frontend.set_owner().unwrap();
     let features = frontend.get_features().unwrap();
     assert_ne!(features, 0);
@@ -293,14 +274,7 @@ fn private_namespaces_still_serve_a_vmm_outside() {
         assert_ne!(ns(&pid, kind), ns("self", kind), "{kind} namespace");
     }
     // A VMM in the host's namespaces connects through the socket path.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let frontend = loop {
-        match Frontend::connect(&sock, 2) {
-            Ok(f) => break f,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
+    let frontend = connect(&sock);
     frontend.set_owner().unwrap();
     assert_ne!(frontend.get_features().unwrap(), 0);
     drop(frontend);

@@ -29,6 +29,21 @@ pub struct VmConfig {
     pub device: GpuDevice,
 }
 
+/// The guest image and the daemon a real-VM runner boots
+/// (`integration/build-guest-image.sh` makes the image).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GuestArgs {
+    /// Guest kernel (from integration/build-guest-image.sh).
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// Guest initramfs holding the guest test program.
+    #[arg(long)]
+    pub initrd: PathBuf,
+    /// The vgpu daemon binary.
+    #[arg(long)]
+    pub daemon: PathBuf,
+}
+
 /// How QEMU attaches the vhost-user GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuDevice {

@@ -237,12 +237,18 @@ pub fn enter(kind: ThreadKind) {
         thread_local! {
             static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
-        let Some(filter) = THREAD_FILTERS.get().and_then(|m| m.get(&kind)) else {
-            return;
-        };
-        if DONE.with(|d| d.replace(true)) {
+        // Called on every queue event: after the first time on a thread
+        // this is one thread-local read.
+        if DONE.with(std::cell::Cell::get) {
             return;
         }
+        let Some(filters) = THREAD_FILTERS.get() else {
+            return;
+        };
+        DONE.with(|d| d.set(true));
+        let Some(filter) = filters.get(&kind) else {
+            return;
+        };
         if let Err(e) = seccompiler::apply_filter(filter) {
             // The process-wide filter still holds.
             log::error!("{kind:?} thread: installing its narrower system-call filter failed: {e}");
@@ -250,11 +256,6 @@ pub fn enter(kind: ThreadKind) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = kind;
-}
-
-/// [`enter`] for the queue worker.
-pub fn enter_queue_worker() {
-    enter(ThreadKind::QueueWorker);
 }
 
 #[cfg(not(target_arch = "x86_64"))]

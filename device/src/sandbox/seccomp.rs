@@ -492,11 +492,6 @@ mod tests {
             assert!(allowed.contains(&u64::from(req)), "{req:#x}");
         }
     }
-}
-
-#[cfg(test)]
-mod counts {
-    use super::*;
 
     #[test]
     fn each_thread_kind_keeps_what_readme_says() {

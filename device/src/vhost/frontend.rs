@@ -151,7 +151,7 @@ impl VhostUserBackend for VgpuBackend {
         _thread_id: usize,
     ) -> io::Result<()> {
         // This thread runs guest commands: narrow its system calls.
-        crate::sandbox::enter_queue_worker();
+        crate::sandbox::enter(crate::sandbox::ThreadKind::QueueWorker);
         self.vrings.get_or_init(|| vrings.to_vec());
         let Some(mem) = lock(&self.mem).clone() else {
             // Level-triggered: consume the timer and the signaled fences,

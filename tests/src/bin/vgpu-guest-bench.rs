@@ -28,7 +28,7 @@ use vgpu_guest_test::protocol::{DONE, LOOP_START, RESULT_PREFIXES};
 use vgpu_tests::backend::RunningBackend;
 use vgpu_tests::bench::stats::{ratio, Ratio};
 use vgpu_tests::cpu::tree_cpu_ns;
-use vgpu_tests::qemu::{GpuDevice, Vm, VmConfig};
+use vgpu_tests::qemu::{GpuDevice, GuestArgs, Vm, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,15 +36,8 @@ use vgpu_tests::qemu::{GpuDevice, Vm, VmConfig};
     about = "Real-guest benchmark: a Linux guest's display and resource loops on vgpu vs QEMU's vhost-user-gpu"
 )]
 struct Args {
-    /// Guest kernel (from integration/build-guest-image.sh).
-    #[arg(long)]
-    kernel: PathBuf,
-    /// Guest initramfs holding the guest test program.
-    #[arg(long)]
-    initrd: PathBuf,
-    /// The vgpu daemon binary.
-    #[arg(long)]
-    daemon: PathBuf,
+    #[command(flatten)]
+    guest: GuestArgs,
     /// QEMU's C backend, the baseline.
     #[arg(long, default_value = "/usr/lib/qemu/vhost-user-gpu")]
     vs: PathBuf,
@@ -130,7 +123,7 @@ fn main() -> ExitCode {
 }
 
 fn setups(args: &Args) -> Vec<Setup> {
-    let daemon = args.daemon.display();
+    let daemon = args.guest.daemon.display();
     let extra = args.daemon_arg.join(" ");
     let wrap = args
         .wrap
@@ -230,8 +223,8 @@ fn boot(
     let backend_pid = backend.pid().ok_or("the backend has no process")?;
     let cfg = VmConfig {
         qemu: s.qemu.clone(),
-        kernel: args.kernel.clone(),
-        initrd: args.initrd.clone(),
+        kernel: args.guest.kernel.clone(),
+        initrd: args.guest.initrd.clone(),
         append: format!(
             "quiet vgpu.mode=bench vgpu.dirtyfb_n={} vgpu.loop_ms={}",
             args.dirtyfb_n, args.loop_ms

@@ -32,7 +32,7 @@ use vgpu_guest_test::protocol::{
     BLOB_SCREEN_READY, DONE, PURGE_REQUEST, RESULT_PREFIXES, SCREEN_READY,
 };
 use vgpu_tests::backend::RunningBackend;
-use vgpu_tests::qemu::{GpuDevice, Vm, VmConfig};
+use vgpu_tests::qemu::{GpuDevice, GuestArgs, Vm, VmConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,15 +40,8 @@ use vgpu_tests::qemu::{GpuDevice, Vm, VmConfig};
     about = "Boot a real guest under QEMU against vgpu and check what it sees"
 )]
 struct Args {
-    /// Guest kernel (from integration/build-guest-image.sh).
-    #[arg(long)]
-    kernel: PathBuf,
-    /// Guest initramfs holding the guest test program.
-    #[arg(long)]
-    initrd: PathBuf,
-    /// The vgpu daemon binary.
-    #[arg(long)]
-    daemon: PathBuf,
+    #[command(flatten)]
+    guest: GuestArgs,
     /// Also run against this vhost-user-gpu backend (QEMU's
     /// /usr/lib/qemu/vhost-user-gpu) and report the ratio.
     #[arg(long)]
@@ -127,8 +120,8 @@ fn run(args: &Args) -> Result<bool, String> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let cfg = VmConfig {
         qemu: args.qemu.clone(),
-        kernel: args.kernel.clone(),
-        initrd: args.initrd.clone(),
+        kernel: args.guest.kernel.clone(),
+        initrd: args.guest.initrd.clone(),
         append: format!(
             "quiet vgpu.loop_ms={}{}",
             args.loop_ms,
@@ -143,11 +136,11 @@ fn run(args: &Args) -> Result<bool, String> {
     // 1 and 2: two guests, one daemon.
     let log = work.join("vgpu.log");
     let daemon = RunningBackend::command_logged(
-        &format!("{} --socket-path {{sock}}", args.daemon.display()),
+        &format!("{} --socket-path {{sock}}", args.guest.daemon.display()),
         &[],
         Some(&log),
     )
-    .map_err(|e| format!("starting {}: {e}", args.daemon.display()))?;
+    .map_err(|e| format!("starting {}: {e}", args.guest.daemon.display()))?;
     let admin = PathBuf::from(format!("{}.admin", daemon.socket().display()));
     wait_for(&admin, Duration::from_secs(10))?;
     let mut daemon = daemon;
@@ -208,7 +201,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 "vgpu --no-virgl",
                 format!(
                     "{} --socket-path {{sock}} --no-virgl --no-admin-socket",
-                    args.daemon.display()
+                    args.guest.daemon.display()
                 ),
             ),
             (
@@ -271,12 +264,12 @@ fn qemu11_run(
     let mut daemon = RunningBackend::command_logged(
         &format!(
             "{} --socket-path {{sock}} --vm-soft-limit 16M",
-            args.daemon.display()
+            args.guest.daemon.display()
         ),
         &[],
         Some(&log),
     )
-    .map_err(|e| format!("starting {}: {e}", args.daemon.display()))?;
+    .map_err(|e| format!("starting {}: {e}", args.guest.daemon.display()))?;
     let admin = PathBuf::from(format!("{}.admin", daemon.socket().display()));
     wait_for(&admin, Duration::from_secs(10))?;
     let cfg = VmConfig {
@@ -325,7 +318,7 @@ fn demo(
     work: &Path,
     timeout: Duration,
 ) -> Result<bool, String> {
-    let vgpuctl = args.daemon.with_file_name("vgpuctl");
+    let vgpuctl = args.guest.daemon.with_file_name("vgpuctl");
     let stats = |when: &str| {
         println!("\n$ vgpuctl --socket {} stats    # {when}", admin.display());
         match std::process::Command::new(&vgpuctl)

@@ -26,7 +26,11 @@ pub struct Cli {
     #[arg(short = 's', long, value_name = "PATH", conflicts_with = "fd")]
     pub socket_path: Option<String>,
 
-    /// Use this already-listening socket, handed over by the VMM or libvirt.
+    /// Use this socket, handed over already open: a listening one (VMMs
+    /// connect to it, one after another) or a connected one (libvirt's
+    /// socket pair; the daemon exits when it closes). Without
+    /// --socket-path or --fd, a socket from systemd's socket activation
+    /// ($LISTEN_FDS) is used.
     #[arg(short = 'f', long, value_name = "N")]
     pub fd: Option<i32>,
 
@@ -49,6 +53,11 @@ pub struct Cli {
     /// node path such as /dev/dri/renderD128.
     #[arg(long, value_name = "auto|emulated|PATH", default_value = "auto", value_parser = GpuChoice::parse)]
     pub gpu: GpuChoice,
+
+    /// The render node to use (libvirt's spelling of --gpu PATH, passed
+    /// when --print-capabilities lists "render-node").
+    #[arg(long, value_name = "PATH", conflicts_with = "gpu")]
+    pub render_node: Option<PathBuf>,
 
     /// Size of the emulated device-local memory pool (e.g. 256M, 1G).
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
@@ -138,8 +147,9 @@ pub struct Cli {
     #[arg(long)]
     pub exit_on_disconnect: bool,
 
-    /// The admin control socket (default: <socket-path>.admin; none with --fd
-    /// unless given).
+    /// The admin control socket (default: <socket-path>.admin; for a
+    /// handed-over socket, vgpu-<pid>.admin in $VGPU_RUNTIME_DIR or
+    /// /run/vgpu when that directory is writable, else none).
     #[arg(long, value_name = "PATH", conflicts_with = "no_admin_socket")]
     pub admin_socket: Option<PathBuf>,
 
@@ -304,19 +314,71 @@ impl Cli {
         if self.no_admin_socket {
             return None;
         }
-        self.admin_socket.clone().or_else(|| {
-            self.socket_path
-                .as_ref()
-                .map(|p| PathBuf::from(format!("{p}.admin")))
-        })
+        if let Some(p) = &self.admin_socket {
+            return Some(p.clone());
+        }
+        match &self.socket_path {
+            Some(p) => Some(PathBuf::from(format!("{p}.admin"))),
+            None => handed_over_admin_socket(&runtime_dir(), std::process::id()),
+        }
+    }
+
+    /// The GPU to drive: `--render-node`, else `--gpu`.
+    pub fn gpu_choice(&self) -> GpuChoice {
+        match &self.render_node {
+            Some(p) => GpuChoice::Path(p.clone()),
+            None => self.gpu.clone(),
+        }
     }
 }
 
-/// The `--print-capabilities` JSON (vhost-user.json, type "gpu").
-pub fn capabilities_json() -> String {
+/// Where the units put their sockets and `vgpuctl --all` looks:
+/// `$VGPU_RUNTIME_DIR`, else /run/vgpu.
+pub fn runtime_dir() -> PathBuf {
+    std::env::var_os("VGPU_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR))
+}
+
+/// The runtime directory's default.
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/vgpu";
+
+/// The admin socket of a daemon started with a handed-over socket (libvirt
+/// gives no name): `vgpu-<pid>.admin` in `dir`, if the daemon may create
+/// files there, so that `vgpuctl --all` finds it.
+pub fn handed_over_admin_socket(dir: &std::path::Path, pid: u32) -> Option<PathBuf> {
+    use rustix::fs::{access, Access};
+    if !dir.is_dir() || access(dir, Access::WRITE_OK | Access::EXEC_OK).is_err() {
+        return None;
+    }
+    Some(dir.join(format!("vgpu-{pid}.admin")))
+}
+
+/// The `--print-capabilities` JSON (vhost-user.json, type "gpu"): `virgl`
+/// always (contexts are offered by default; libvirt passes `--virgl` for
+/// `accel3d`), `render-node` only when `dri` has an Intel render node —
+/// libvirt then passes `--render-node`, choosing a node itself when the
+/// domain names none, and fails the start on a host without any.
+pub fn capabilities_json(dri: &std::path::Path) -> String {
+    let has_intel_node = vgpu_backend::intel::detect::render_nodes(dri)
+        .iter()
+        .any(|n| {
+            vgpu_backend::intel::detect::drm_driver_name(n)
+                .is_ok_and(|(name, _)| name == "i915" || name == "xe")
+        });
+    capabilities_for(has_intel_node)
+}
+
+/// The capabilities JSON, given whether an Intel render node exists.
+pub fn capabilities_for(has_intel_node: bool) -> String {
+    let mut features = vec!["virgl"];
+    if has_intel_node {
+        features.push("render-node");
+    }
     let caps = serde_json::json!({
         "type": "gpu",
-        "features": ["virgl"],
+        "features": features,
     });
     serde_json::to_string_pretty(&caps).unwrap_or_else(|_| "{\"type\": \"gpu\"}".into())
 }
@@ -492,11 +554,24 @@ mod tests {
             "--vm-soft-limit",
             "512M",
         ]);
+        let with_admin = Cli::parse_from(["vhost-user-vgpu", "--fd", "3", "--admin-socket", "/a"]);
+        assert_eq!(with_admin.admin_socket_path(), Some(PathBuf::from("/a")));
+        let none = Cli::parse_from(["vhost-user-vgpu", "--fd", "3", "--no-admin-socket"]);
+        assert_eq!(none.admin_socket_path(), None);
         assert_eq!(
-            cli.admin_socket_path(),
-            None,
-            "no default beside an inherited fd"
+            Cli::parse_from(["vhost-user-vgpu", "--render-node", "/dev/dri/renderD129"])
+                .gpu_choice(),
+            GpuChoice::Path(PathBuf::from("/dev/dri/renderD129"))
         );
+        assert_eq!(cli.gpu_choice(), GpuChoice::Auto);
+        assert!(Cli::try_parse_from([
+            "vhost-user-vgpu",
+            "--gpu",
+            "emulated",
+            "--render-node",
+            "/dev/dri/renderD128"
+        ])
+        .is_err());
         assert_eq!(cli.monitor_config().low_watermark, Some(1 << 30));
         assert_eq!(cli.config().unwrap().vm_soft_limit, Some(512 << 20));
         for bad in [
@@ -509,7 +584,38 @@ mod tests {
             let err = Cli::try_parse_from(args).unwrap_err().to_string();
             assert!(err.contains(bad[1]), "{err}");
         }
-        let v: serde_json::Value = serde_json::from_str(&capabilities_json()).unwrap();
+    }
+
+    #[test]
+    fn capabilities_list_render_node_only_with_an_intel_node() {
+        let v: serde_json::Value = serde_json::from_str(&capabilities_for(false)).unwrap();
         assert_eq!(v["type"], "gpu");
+        assert_eq!(v["features"], serde_json::json!(["virgl"]));
+        let v: serde_json::Value = serde_json::from_str(&capabilities_for(true)).unwrap();
+        assert_eq!(v["features"], serde_json::json!(["virgl", "render-node"]));
+        let empty = scratch_dir("caps");
+        assert_eq!(capabilities_json(&empty), capabilities_for(false));
+        let _ = std::fs::remove_dir_all(&empty);
+    }
+
+    #[test]
+    fn a_handed_over_socket_gets_an_admin_socket_in_a_writable_runtime_dir() {
+        let dir = scratch_dir("runtime");
+        assert_eq!(
+            handed_over_admin_socket(&dir, 42),
+            Some(dir.join("vgpu-42.admin"))
+        );
+        assert_eq!(handed_over_admin_socket(&dir.join("missing"), 42), None);
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(handed_over_admin_socket(&file, 42), None, "not a directory");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vgpu-cli-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

@@ -1,11 +1,14 @@
 //! The connection loop: accept a VMM, serve it until it disconnects, free
-//! everything it held, accept the next one.
+//! everything it held, accept the next one. A socket handed over already
+//! connected (libvirt's `--fd`: one end of a socket pair whose other end
+//! QEMU has) is served once.
 //!
 //! A `VhostUserDaemon` cannot be reused after a disconnect (the next
 //! SET_OWNER would be refused), so each connection gets a fresh backend
 //! and daemon; the buffer manager and the listening socket outlive them.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -43,8 +46,24 @@ pub enum DaemonError {
 pub enum Endpoint {
     /// A socket path to create and listen on.
     Path(String),
-    /// A listening socket handed over by the VMM or libvirt.
+    /// A socket handed over (`--fd`, systemd's socket activation): a
+    /// listening one is accepted on; a connected one (libvirt's socket
+    /// pair) is the VMM's connection.
     Fd(RawFd),
+}
+
+/// The VMM connections an endpoint gives.
+pub enum Connections {
+    /// Accept VMMs one after the other.
+    Listening(Listener),
+    /// One connection, already made (taken when served).
+    Connected(Option<UnixStream>),
+}
+
+/// How one connection's daemon starts.
+enum Start<'a> {
+    Accept(&'a mut Listener),
+    Stream(UnixStream),
 }
 
 /// Serves connections one after the other (one VM at a time per socket,
@@ -77,28 +96,53 @@ impl Daemon {
         &self.bm
     }
 
-    /// Opens the listening socket.
-    pub fn listen(endpoint: &Endpoint) -> Result<Listener, DaemonError> {
+    /// Creates the socket `path` (replacing a stale one) and listens on it.
+    pub fn bind(path: &str) -> Result<Listener, DaemonError> {
+        Listener::new(Path::new(path), true).map_err(|source| DaemonError::Listen {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Opens the listening socket, or takes over a handed-over one.
+    pub fn listen(endpoint: &Endpoint) -> Result<Connections, DaemonError> {
         match endpoint {
-            Endpoint::Path(path) => {
-                Listener::new(Path::new(path), true).map_err(|source| DaemonError::Listen {
-                    path: path.clone(),
-                    source,
+            Endpoint::Path(path) => Self::bind(path).map(Connections::Listening),
+            Endpoint::Fd(fd) => {
+                // SAFETY: the caller (the CLI) checked that `fd` is an open
+                // socket the process owns and hands over; it is borrowed
+                // only for the query.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(*fd) };
+                let listening = rustix::net::sockopt::socket_acceptconn(borrowed)
+                    .map_err(|e| DaemonError::Serve(format!("socket {fd}: {e}")))?;
+                Ok(if listening {
+                    // SAFETY: as above; ownership moves to the listener and
+                    // nothing else closes the descriptor.
+                    Connections::Listening(unsafe { Listener::from_raw_fd(*fd) })
+                } else {
+                    // SAFETY: as above; ownership moves to the stream.
+                    Connections::Connected(Some(unsafe { UnixStream::from_raw_fd(*fd) }))
                 })
             }
-            // SAFETY: the caller (the CLI) validated that `fd` is an open
-            // socket it owns and hands over; nothing else closes it.
-            Endpoint::Fd(fd) => Ok(unsafe { Listener::from_raw_fd(*fd) }),
         }
     }
 
-    /// Serves connections until one ends and `once` is set, or forever.
-    pub fn run(&self, listener: &mut Listener, once: bool) -> Result<(), DaemonError> {
-        loop {
-            self.serve_one(listener)?;
-            if once {
-                return Ok(());
-            }
+    /// Serves connections until one ends and `once` is set (or the
+    /// handed-over connection ends), or forever.
+    pub fn run(&self, connections: &mut Connections, once: bool) -> Result<(), DaemonError> {
+        match connections {
+            Connections::Connected(stream) => match stream.take() {
+                Some(s) => self.serve(Start::Stream(s)),
+                None => Err(DaemonError::Serve(
+                    "the handed-over connection was already served".into(),
+                )),
+            },
+            Connections::Listening(listener) => loop {
+                self.serve_one(listener)?;
+                if once {
+                    return Ok(());
+                }
+            },
         }
     }
 
@@ -107,6 +151,11 @@ impl Daemon {
         // The VM's account is made once a VMM is knocking, so that between
         // VMs the admin socket shows none.
         wait_for_connection(listener)?;
+        self.serve(Start::Accept(listener))
+    }
+
+    /// Serves one connection, then frees what it held.
+    fn serve(&self, start: Start<'_>) -> Result<(), DaemonError> {
         let n = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let vm = self
             .bm
@@ -133,9 +182,11 @@ impl Daemon {
                 .register_timer(&handler)
                 .map_err(|e| DaemonError::Serve(format!("registering the fence timer: {e}")))?;
         }
-        daemon
-            .start(listener)
-            .map_err(|e| DaemonError::Serve(e.to_string()))?;
+        match start {
+            Start::Accept(listener) => daemon.start(listener),
+            Start::Stream(stream) => daemon.start_with_stream(stream),
+        }
+        .map_err(|e| DaemonError::Serve(e.to_string()))?;
         log::info!("a VMM connected (connection {n}; its memory is accounted as vm{n})");
         match daemon.wait() {
             Ok(())
@@ -163,7 +214,7 @@ impl Daemon {
 /// Blocks until a VMM connects to `listener` (the next accept will not
 /// block).
 fn wait_for_connection(listener: &Listener) -> Result<(), DaemonError> {
-    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::os::fd::AsRawFd;
     log::info!("waiting for a VMM");
     // SAFETY: the listener owns this fd and outlives the borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) };

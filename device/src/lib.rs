@@ -34,6 +34,7 @@ pub(crate) mod resource;
 pub mod sandbox;
 pub mod screens;
 pub mod service;
+pub mod socket_activation;
 #[cfg(feature = "test-utils")]
 pub mod testutils;
 pub(crate) mod timer;

@@ -1,13 +1,12 @@
 //! The `vhost-user-vgpu` binary: its command line, and that it serves a
-//! VMM over a socket path or a handed-over fd, connection after connection.
+//! VMM over a socket path, connection after connection (handed-over
+//! sockets: handover.rs).
 
 #![allow(clippy::unwrap_used)] // tests may panic on unexpected errors
 
 mod common;
 use common::{connect, wait_exit, wait_for};
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +47,7 @@ fn bad_arguments_are_named() {
     let o = run(&[]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("--socket-path PATH or --fd N"),
+        stderr(&o).contains("--socket-path PATH or --fd N, or start it from a systemd socket unit"),
         "{}",
         stderr(&o)
     );
@@ -126,43 +125,6 @@ fn serves_connection_after_connection_and_exits_on_request() {
     drop(f);
     let status =
         wait_exit(&mut child, Duration::from_secs(10)).expect("exits after the VMM leaves");
-    assert!(status.success());
-}
-
-#[test]
-fn serves_a_listening_fd_handed_over() {
-    let sock = tmp_sock("fd");
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).unwrap();
-    let fd: OwnedFd = listener.into();
-    let raw = fd.as_raw_fd();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--fd", "3", "--exit-on-disconnect"])
-        .stderr(Stdio::null());
-    // SAFETY: runs in the child between fork and exec and only calls dup2
-    // or fcntl, which are async-signal-safe; the child gets the listener as
-    // fd 3.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            // dup2 onto itself keeps FD_CLOEXEC: clear it explicitly then.
-            let rc = if raw == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(raw, 3)
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(fd);
-    let f = connect(&sock);
-    assert!(f.get_features().unwrap() & (1 << 32) != 0);
-    drop(f);
-    let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
     assert!(status.success());
 }
 

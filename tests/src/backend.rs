@@ -15,7 +15,7 @@ use std::sync::Arc;
 use vgpu_backend::pressure::{MonitorConfig, MonitorHandle, SourceChoice};
 use vgpu_backend::BufferManager;
 use vgpu_device::config::DeviceConfig;
-use vgpu_device::daemon::{Daemon, Endpoint};
+use vgpu_device::daemon::Daemon;
 use vgpu_device::service::{Service, ServiceConfig};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -120,8 +120,8 @@ impl RunningBackend {
             )
             .map_err(io::Error::other)?,
         );
-        let mut listener = Daemon::listen(&Endpoint::Path(sock.to_string_lossy().into_owned()))
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let mut listener =
+            Daemon::bind(&sock.to_string_lossy()).map_err(|e| io::Error::other(e.to_string()))?;
         let running = service.clone();
         let thread = std::thread::Builder::new()
             .name("vgpu-daemon".into())

@@ -13,9 +13,9 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     if cli.print_capabilities {
-        println!("{}", capabilities_json());
+        println!("{}", capabilities_json(Path::new("/dev/dri")));
         // Which GPU would back buffers, on stderr (the JSON's schema is QEMU's).
-        match vgpu_backend::intel::detect::choose(&cli.gpu, Path::new("/dev/dri")) {
+        match vgpu_backend::intel::detect::choose(&cli.gpu_choice(), Path::new("/dev/dri")) {
             Ok(d) => eprintln!("vhost-user-vgpu: GPU: {}", d.reason),
             Err(e) => eprintln!("vhost-user-vgpu: GPU: {e}"),
         }
@@ -31,6 +31,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
+    // Read (and cleared) before anything else, single-threaded.
+    let activated = if cli.socket_path.is_none() && cli.fd.is_none() {
+        vgpu_device::socket_activation::take_listen_fd()?
+    } else {
+        None
+    };
     // Before any thread starts: every thread inherits them.
     let started_as_root = rustix::process::geteuid().is_root();
     let mut dropped = 0;
@@ -76,13 +82,24 @@ fn run(cli: &Cli) -> Result<(), String> {
         let level = vgpu_device::sandbox::fs::restrict(&paths)?;
         log::info!("sandbox: {level}");
     }
-    let endpoint = match (&cli.socket_path, cli.fd) {
-        (Some(path), None) => Endpoint::Path(path.clone()),
-        (None, Some(fd)) => {
-            check_listening_socket(fd)?;
+    let endpoint = match (&cli.socket_path, cli.fd, activated) {
+        (Some(path), None, _) => Endpoint::Path(path.clone()),
+        (None, Some(fd), _) => {
+            check_socket(fd, "--fd")?;
             Endpoint::Fd(fd)
         }
-        _ => return Err("give either --socket-path PATH or --fd N (see --help)".into()),
+        (None, None, Some(fd)) => {
+            check_socket(fd, "socket activation: descriptor")?;
+            log::info!("serving the socket systemd passed (socket activation)");
+            Endpoint::Fd(fd)
+        }
+        _ => {
+            return Err(
+                "give --socket-path PATH or --fd N, or start it from a systemd socket unit \
+                 (see --help)"
+                    .into(),
+            )
+        }
     };
     let cfg = cli.config()?;
     match vgpu_backend::host::raise_fd_limit() {
@@ -96,10 +113,10 @@ fn run(cli: &Cli) -> Result<(), String> {
         device: cfg,
         monitor: cli.monitor_config(),
         admin_socket: cli.admin_socket_path(),
-        gpu: cli.gpu.clone(),
+        gpu: cli.gpu_choice(),
         dri_dir: PathBuf::from("/dev/dri"),
     })?;
-    let mut listener =
+    let mut connections =
         Daemon::listen(&endpoint).map_err(|e| format!("{e}: {}", source_text(&e)))?;
     let mut sockets: Vec<PathBuf> = service
         .admin_socket()
@@ -116,15 +133,21 @@ fn run(cli: &Cli) -> Result<(), String> {
     vgpu_backend::pressure::on_monitor_thread(|| {
         vgpu_device::sandbox::enter(vgpu_device::sandbox::ThreadKind::Monitor)
     });
-    exit_on_signal(signals, sockets)?;
+    exit_on_signal(signals, sockets.clone())?;
     #[cfg(feature = "test-utils")]
     forbidden_call_for_tests();
     #[cfg(feature = "test-utils")]
     open_for_tests();
-    service
+    let served = service
         .daemon()
-        .run(&mut listener, cli.exit_on_disconnect)
-        .map_err(|e| e.to_string())
+        .run(&mut connections, cli.exit_on_disconnect)
+        .map_err(|e| e.to_string());
+    // The VMM is gone (--exit-on-disconnect, or libvirt's connection
+    // closed): nothing may find sockets nobody serves.
+    for s in &sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    served
 }
 
 /// The SIGTERM/SIGINT handlers (made before the filter: they need a
@@ -191,17 +214,18 @@ fn source_text(e: &dyn std::error::Error) -> String {
     e.source().map(|s| s.to_string()).unwrap_or_default()
 }
 
-/// `--fd` must name an open socket.
-fn check_listening_socket(fd: i32) -> Result<(), String> {
+/// A handed-over descriptor must be an open socket (listening or
+/// connected; the daemon tells which). `what` names where it came from.
+fn check_socket(fd: i32, what: &str) -> Result<(), String> {
     if fd < 0 {
-        return Err(format!("--fd {fd} is not a file descriptor"));
+        return Err(format!("{what} {fd} is not a file descriptor"));
     }
     // SAFETY: only borrowed for the fstat below; ownership stays with the
     // caller (it becomes the listener).
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    let st = rustix::fs::fstat(borrowed).map_err(|e| format!("--fd {fd}: {e}"))?;
+    let st = rustix::fs::fstat(borrowed).map_err(|e| format!("{what} {fd}: {e}"))?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket {
-        return Err(format!("--fd {fd} is not a socket"));
+        return Err(format!("{what} {fd} is not a socket"));
     }
     Ok(())
 }

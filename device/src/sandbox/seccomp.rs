@@ -58,7 +58,10 @@ const ALLOWED: &[(Sysno, &str)] = &[
         Sysno::open,
         "a new PSI trigger (pressure monitor, rustix's open)",
     ),
-    (Sysno::unlink, "removing the sockets at SIGTERM"),
+    (
+        Sysno::unlink,
+        "removing the sockets at SIGTERM and when the VMM is gone",
+    ),
     (Sysno::unlinkat, "removing the sockets at SIGTERM (std)"),
     (Sysno::ftruncate, "sizing a new buffer's memfd"),
     (

@@ -23,6 +23,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub(crate) mod context;
+pub mod ctl_cli;
 pub mod daemon;
 pub mod display;
 pub mod edid;

@@ -77,6 +77,30 @@ fn all_daemons_in_one_table_and_one_shrink() {
     );
     let (ok, text) = vgpuctl(&dir, &["screenshot", "-o", "/dev/null"]);
     assert!(!ok && text.contains("give its --socket"), "{text}");
+    // One exposition for Prometheus: each family once, a daemon label.
+    let (ok, text) = vgpuctl(&dir, &["metrics"]);
+    assert!(ok, "{text}");
+    for line in [
+        "vgpu_daemon_up{daemon=\"vm1.sock\"} 1",
+        "vgpu_daemon_up{daemon=\"vm2.sock\"} 1",
+        "vgpu_objects{daemon=\"vm1.sock\"} 0",
+        "vgpu_objects{daemon=\"vm2.sock\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}: {text}");
+    }
+    assert_eq!(
+        text.matches("# TYPE vgpu_objects gauge").count(),
+        1,
+        "{text}"
+    );
+    let prom = dir.join("vgpu.prom");
+    let (ok, text) = vgpuctl(&dir, &["metrics", "--textfile", prom.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let written = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        written.contains("vgpu_daemon_up{daemon=\"vm2.sock\"} 1"),
+        "{written}"
+    );
     drop(daemons);
     let empty: PathBuf = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -85,4 +109,10 @@ fn all_daemons_in_one_table_and_one_shrink() {
         !ok && text.contains("no vgpu admin socket (*.admin)"),
         "{text}"
     );
+    // No daemon left: an empty scrape replaces the last one (no stale VMs).
+    let (ok, text) = vgpuctl(&empty, &["metrics", "--textfile", prom.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let written = std::fs::read_to_string(&prom).unwrap();
+    assert!(!written.contains("daemon="), "{written}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -249,6 +249,102 @@ pub fn render(s: &StatsReply) -> String {
     out
 }
 
+/// Several daemons' expositions as one (what `vgpuctl --all metrics`
+/// prints, one scrape for the host): each family once, in the order first
+/// seen, every sample labelled `daemon="NAME"`; `vgpu_daemon_up` says
+/// which daemons answered (`None`: it did not, and has no samples).
+pub fn merge(daemons: &[(String, Option<String>)]) -> String {
+    struct Merged {
+        header: Vec<String>,
+        samples: Vec<String>,
+    }
+    let mut families: Vec<(String, Merged)> = Vec::new();
+    let family_of = |families: &mut Vec<(String, Merged)>, name: &str| -> usize {
+        match families.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                families.push((
+                    name.to_string(),
+                    Merged {
+                        header: Vec::new(),
+                        samples: Vec::new(),
+                    },
+                ));
+                families.len() - 1
+            }
+        }
+    };
+    let mut up = String::new();
+    {
+        let mut f = Family { out: &mut up };
+        f.header(
+            "vgpu_daemon_up",
+            "gauge",
+            "Whether the daemon answered its admin socket (1) or not (0).",
+        );
+        for (name, text) in daemons {
+            f.sample(
+                "vgpu_daemon_up",
+                &[("daemon", name)],
+                u64::from(text.is_some()),
+            );
+        }
+    }
+    for (daemon, text) in daemons {
+        let Some(text) = text else { continue };
+        let label = format!("daemon=\"{}\"", escape_label(daemon));
+        for line in text.lines() {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                let name = rest.split(' ').next().unwrap_or_default();
+                let i = family_of(&mut families, name);
+                if families[i].1.header.len() < 2
+                    && !families[i].1.header.contains(&line.to_string())
+                {
+                    families[i].1.header.push(line.to_string());
+                }
+            } else if !line.is_empty() && !line.starts_with('#') {
+                let end = line.find(['{', ' ']).unwrap_or(line.len());
+                let (name, rest) = line.split_at(end);
+                let labelled = match rest.strip_prefix('{') {
+                    Some(labels) if labels.starts_with('}') => format!("{name}{{{label}{labels}"),
+                    Some(labels) => format!("{name}{{{label},{labels}"),
+                    None => format!("{name}{{{label}}}{rest}"),
+                };
+                let i = family_of(&mut families, name);
+                families[i].1.samples.push(labelled);
+            }
+        }
+    }
+    for (_, m) in families {
+        for l in m.header.iter().chain(&m.samples) {
+            up.push_str(l);
+            up.push('\n');
+        }
+    }
+    up
+}
+
+/// Writes `text` to `path` for node_exporter's textfile collector: into a
+/// temporary file beside it, then renamed over it, so a scrape never reads
+/// half a file.
+pub fn write_textfile(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,9 +356,8 @@ mod tests {
         assert_eq!(escape_label("x\ny"), "x\\ny");
     }
 
-    #[test]
-    fn every_sample_line_is_well_formed() {
-        let s = StatsReply {
+    fn sample_stats() -> StatsReply {
+        StatsReply {
             driver: "emulated".into(),
             uptime_s: 5,
             objects: 2,
@@ -296,8 +391,12 @@ mod tests {
                 soft_limit: None,
             }],
             pressure: PressureReply::default(),
-        };
-        let text = render(&s);
+        }
+    }
+
+    #[test]
+    fn every_sample_line_is_well_formed() {
+        let text = render(&sample_stats());
         assert!(text.contains("vgpu_owner_purgeable_bytes{owner=\"vm1/ctx1:\\\"odd\\\"\"} 4096"));
         assert!(
             !text.contains("vgpu_region_capacity_bytes{"),
@@ -329,5 +428,63 @@ mod tests {
                 "{line} has a TYPE"
             );
         }
+    }
+
+    #[test]
+    fn merged_expositions_have_each_family_once_and_a_daemon_label() {
+        let a = "# HELP vgpu_objects Live buffer objects.\n# TYPE vgpu_objects gauge\nvgpu_objects 3\n\
+                 # HELP vgpu_owner_objects O.\n# TYPE vgpu_owner_objects gauge\nvgpu_owner_objects{owner=\"vm1\"} 2\n";
+        let b =
+            "# HELP vgpu_objects Live buffer objects.\n# TYPE vgpu_objects gauge\nvgpu_objects 5\n";
+        let out = merge(&[
+            ("vm1".into(), Some(a.into())),
+            ("we\"ird".into(), Some(b.into())),
+            ("gone".into(), None),
+        ]);
+        assert_eq!(
+            out,
+            "# HELP vgpu_daemon_up Whether the daemon answered its admin socket (1) or not (0).\n\
+             # TYPE vgpu_daemon_up gauge\n\
+             vgpu_daemon_up{daemon=\"vm1\"} 1\n\
+             vgpu_daemon_up{daemon=\"we\\\"ird\"} 1\n\
+             vgpu_daemon_up{daemon=\"gone\"} 0\n\
+             # HELP vgpu_objects Live buffer objects.\n\
+             # TYPE vgpu_objects gauge\n\
+             vgpu_objects{daemon=\"vm1\"} 3\n\
+             vgpu_objects{daemon=\"we\\\"ird\"} 5\n\
+             # HELP vgpu_owner_objects O.\n\
+             # TYPE vgpu_owner_objects gauge\n\
+             vgpu_owner_objects{daemon=\"vm1\",owner=\"vm1\"} 2\n"
+        );
+    }
+
+    #[test]
+    fn a_real_exposition_merges_into_valid_lines() {
+        let text = render(&sample_stats());
+        let out = merge(&[("d".into(), Some(text.clone()))]);
+        let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+        let merged: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("vgpu_daemon_up"))
+            .collect();
+        assert_eq!(merged.len(), samples);
+        assert!(merged.iter().all(|l| l.contains("{daemon=\"d\"")), "{out}");
+    }
+
+    #[test]
+    fn the_textfile_is_replaced_whole() {
+        let dir = std::env::temp_dir().join(format!("vgpu-textfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vgpu.prom");
+        write_textfile(&path, "a 1\n").unwrap();
+        write_textfile(&path, "a 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        assert!(write_textfile(&dir.join("missing/x.prom"), "").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vgpu_device::admin::protocol::{ShrinkRow, StatsReply};
+use vgpu_device::admin::protocol::{MetricsReply, ShrinkRow, StatsReply};
 use vgpu_device::admin::{AdminClient, ClientError, Request};
 
 use crate::table::{bytes, Table};
@@ -153,6 +153,28 @@ pub fn shrink(
         bytes(target)
     ));
     out
+}
+
+/// Every daemon's Prometheus exposition as one (see
+/// `vgpu_device::admin::metrics::merge`): a daemon that does not answer
+/// shows as `vgpu_daemon_up 0`, and the others are still reported.
+pub fn metrics(
+    sockets: &[PathBuf],
+    connect: &dyn Fn(&Path) -> Result<AdminClient, ClientError>,
+) -> String {
+    let parts: Vec<(String, Option<String>)> = sockets
+        .iter()
+        .map(|s| {
+            let text = connect(s)
+                .and_then(|mut c| c.call::<MetricsReply>(&Request::Metrics {}))
+                .map(|r| r.text);
+            if let Err(e) = &text {
+                eprintln!("vgpuctl: {}: {e}", s.display());
+            }
+            (name(s), text.ok())
+        })
+        .collect();
+    vgpu_device::admin::metrics::merge(&parts)
 }
 
 /// Runs `one` on every daemon, each answer under its name.

@@ -3,144 +3,21 @@
 
 mod table;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use vgpu_device::admin::protocol::{
-    EvictReply, LimitValue, ListReply, MetricsReply, PressureReply, ScreenshotReply, SetLimitReply,
-    ShrinkRow, StatsReply,
+    EvictReply, ListReply, MetricsReply, PressureReply, ScreenshotReply, SetLimitReply, ShrinkRow,
+    StatsReply,
 };
-use vgpu_device::admin::{AdminClient, ClientError, Request, REPLY_TIMEOUT};
-use vgpu_device::cli::parse_size;
+use vgpu_device::admin::{AdminClient, ClientError, Request};
+use vgpu_device::ctl_cli::{Args, Command};
 
 use table::{bytes, limit, Table};
 
 mod all;
-
-/// Inspect and control a running vgpu daemon through its admin socket.
-#[derive(Debug, Parser)]
-#[command(name = "vgpuctl", version, about, long_about = None)]
-struct Args {
-    /// The daemon's admin socket.
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "VGPU_ADMIN_SOCKET",
-        default_value = "/tmp/vgpu.sock.admin"
-    )]
-    socket: PathBuf,
-
-    /// Every daemon on the host: each admin socket (`*.admin`) in
-    /// --runtime-dir. `stats` shows one table; `shrink SIZE` frees SIZE in
-    /// total, most charged daemon first; other commands run on each.
-    #[arg(long, global = true)]
-    all: bool,
-
-    /// Where --all looks for admin sockets (the units' RuntimeDirectory).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "VGPU_RUNTIME_DIR",
-        default_value = "/run/vgpu",
-        global = true
-    )]
-    runtime_dir: PathBuf,
-
-    /// Seconds to wait for the daemon's reply.
-    #[arg(long, value_name = "SECS", default_value_t = REPLY_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
-    timeout: u64,
-
-    /// Print the daemon's JSON reply instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Memory per region and per VM/context, and the pressure monitor.
-    Stats,
-    /// Buffer objects.
-    List {
-        /// Only this owner (vm1, vm1/ctx2:name, owner7) and its descendants.
-        #[arg(long)]
-        owner: Option<String>,
-        /// Only objects in this state.
-        #[arg(long, value_parser = ["willneed", "dontneed", "purged"])]
-        state: Option<String>,
-        /// Most objects to show.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-    },
-    /// Purge every DONTNEED object now.
-    Purge {
-        /// Only this owner's.
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Release SIZE bytes: purge DONTNEED objects, then write back idle ones.
-    Shrink {
-        /// Bytes (e.g. 512M, 1.5G, 512MiB; K, M, G, T and KiB... are
-        /// powers of 1024, KB, MB... powers of 1000).
-        #[arg(value_parser = parse_size)]
-        size: u64,
-        /// How hard to push in-use buffers out.
-        #[arg(long, default_value = "lazy", value_parser = ["lazy", "writeback"])]
-        mode: String,
-        /// Only this owner's.
-        #[arg(long)]
-        owner: Option<String>,
-    },
-    /// Move device-resident buffers to system memory.
-    Evict {
-        /// Only this region (default: every device region).
-        #[arg(long)]
-        region: Option<String>,
-    },
-    /// Set a VM's quota and/or soft limit (SIZE or "none").
-    SetLimit {
-        /// The VM (vm1) or context.
-        owner: String,
-        /// Hard cap: allocations beyond it fail.
-        #[arg(long, value_parser = parse_limit)]
-        quota: Option<LimitValue>,
-        /// Above it the VM is shrunk back without waiting for host pressure.
-        #[arg(long, value_parser = parse_limit)]
-        soft_limit: Option<LimitValue>,
-    },
-    /// Show the pressure monitor; change its trigger or feed it an event.
-    Pressure {
-        /// New PSI trigger, "some|full STALL_US WINDOW_US".
-        #[arg(long)]
-        trigger: Option<String>,
-        /// Act as if the source had fired once.
-        #[arg(long)]
-        inject: bool,
-    },
-    /// Prometheus text exposition.
-    Metrics,
-    /// Save what a scanout of the served VM shows as a PNG (works with or
-    /// without a VMM display channel).
-    Screenshot {
-        /// The scanout.
-        #[arg(long, default_value_t = 0)]
-        scanout: u32,
-        /// The PNG file to write.
-        #[arg(short = 'o', long = "output", value_name = "FILE.png")]
-        output: PathBuf,
-    },
-}
-
-fn parse_limit(s: &str) -> Result<LimitValue, String> {
-    if s == "none" {
-        return Ok(LimitValue::Keyword("none".into()));
-    }
-    parse_size(s).map(LimitValue::Bytes)
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -192,7 +69,7 @@ fn request(args: &Args) -> Request {
             trigger: trigger.clone(),
             inject: *inject,
         },
-        Command::Metrics => Request::Metrics {},
+        Command::Metrics { .. } => Request::Metrics {},
         Command::Screenshot { scanout, .. } => Request::Screenshot {
             scanout: Some(*scanout),
         },
@@ -210,10 +87,21 @@ fn run(args: &Args) -> Result<String, ClientError> {
             "set-limit needs --quota, --soft-limit or both".into(),
         ));
     }
-    if args.all {
-        return run_all(args);
+    let text = if args.all {
+        run_all(args)?
+    } else {
+        run_one(args, &args.socket)?
+    };
+    match &args.command {
+        Command::Metrics {
+            textfile: Some(path),
+        } => {
+            vgpu_device::admin::metrics::write_textfile(path, &text)
+                .map_err(|e| ClientError::Refused(format!("writing {}: {e}", path.display())))?;
+            Ok(String::new())
+        }
+        _ => Ok(text),
     }
-    run_one(args, &args.socket)
 }
 
 fn connect(args: &Args, socket: &Path) -> Result<AdminClient, ClientError> {
@@ -221,8 +109,20 @@ fn connect(args: &Args, socket: &Path) -> Result<AdminClient, ClientError> {
 }
 
 fn run_all(args: &Args) -> Result<String, ClientError> {
-    let sockets = all::sockets(&args.runtime_dir)?;
     let connect = |s: &Path| connect(args, s);
+    if let Command::Metrics { .. } = &args.command {
+        // No daemon left is a valid (empty) scrape, not an error: a stale
+        // textfile would report VMs that are gone.
+        let sockets = all::sockets(&args.runtime_dir).or_else(|e| {
+            if args.runtime_dir.is_dir() {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            }
+        })?;
+        return Ok(all::metrics(&sockets, &connect));
+    }
+    let sockets = all::sockets(&args.runtime_dir)?;
     Ok(match &args.command {
         Command::Stats if !args.json => all::stats(&sockets, &connect),
         Command::Shrink {
@@ -276,7 +176,7 @@ fn run_one(args: &Args, socket: &Path) -> Result<String, ClientError> {
             )
         }
         Command::Pressure { .. } => show_pressure(&decode(value)?),
-        Command::Metrics => {
+        Command::Metrics { .. } => {
             let r: MetricsReply = decode(value)?;
             r.text
         }

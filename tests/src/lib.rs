@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod cpu;
 pub mod display;
 pub mod guest;
+pub mod guest_run;
 pub mod hostmem;
 pub mod qemu;
 pub mod squeeze;

@@ -282,3 +282,25 @@ impl Qmp {
         Ok(reply)
     }
 }
+
+impl crate::guest_run::Console for Vm {
+    fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        Vm::next_line(self, deadline)
+    }
+
+    fn send_line(&mut self, line: &str) -> io::Result<()> {
+        Vm::send_line(self, line)
+    }
+
+    fn screendump(&self, path: &Path) -> io::Result<()> {
+        Vm::screendump(self, path)
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        Vm::wait_exit(self, timeout)
+    }
+
+    fn take_serial(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.serial)
+    }
+}

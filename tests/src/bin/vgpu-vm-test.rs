@@ -24,14 +24,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vgpu_device::admin::protocol::{PressureReply, ScreenshotReply, ShrinkRow, StatsReply};
-use vgpu_device::admin::{AdminClient, Request};
-use vgpu_guest_test::pattern;
-use vgpu_guest_test::pattern::Bars;
-use vgpu_guest_test::protocol::{
-    BLOB_SCREEN_READY, DONE, PURGE_REQUEST, RESULT_PREFIXES, SCREEN_READY,
-};
 use vgpu_tests::backend::RunningBackend;
+use vgpu_tests::guest_run::{self, dump, freed, report, report_with, Boot, Screen};
 use vgpu_tests::qemu::{GpuDevice, GuestArgs, Vm, VmConfig};
 
 #[derive(Debug, Parser)]
@@ -67,37 +61,6 @@ struct Args {
     /// `vgpuctl stats` while the guest is up and after it left.
     #[arg(long)]
     demo: bool,
-}
-
-/// What one boot produced.
-#[derive(Debug, Default)]
-struct Boot {
-    results: Vec<(String, String, String)>,
-    screen: Option<Result<String, String>>,
-    /// The host's look at the guest's blob scanout, if the guest made one.
-    blob_screen: Option<Result<String, String>>,
-    done: bool,
-    exited: bool,
-    problems: Vec<String>,
-    serial: Vec<String>,
-}
-
-impl Boot {
-    fn result(&self, name: &str) -> Option<&(String, String, String)> {
-        self.results.iter().find(|r| r.1 == name)
-    }
-
-    fn ops_per_s(&self) -> Option<f64> {
-        let (tag, _, detail) = self.result("timed-loop")?;
-        if tag != "PASS" {
-            return None;
-        }
-        detail.split_whitespace().next()?.parse().ok()
-    }
-
-    fn failed(&self) -> bool {
-        !self.problems.is_empty() || self.results.iter().any(|r| r.0 == "FAIL") || !self.done
-    }
 }
 
 fn main() -> ExitCode {
@@ -352,9 +315,8 @@ fn demo(
     Ok(ok)
 }
 
-/// Boots one guest, plays the host's part, collects what it printed. With
-/// `live`, prints the console as it comes and calls `live` once the guest
-/// test is done (while the guest holds).
+/// Boots one guest under QEMU and plays the host's part (see
+/// [`guest_run::play`]).
 fn boot_once(
     cfg: &VmConfig,
     socket: &Path,
@@ -366,287 +328,14 @@ fn boot_once(
 ) -> Boot {
     let screen = match (cfg.device, admin) {
         (GpuDevice::Generic, Some(a)) => Screen::Admin(a),
-        _ => Screen::Qmp,
+        _ => Screen::Display,
     };
-    let mut boot = Boot::default();
-    let mut vm = match Vm::boot(cfg, socket, work) {
-        Ok(vm) => vm,
+    match Vm::boot(cfg, socket, work) {
+        Ok(mut vm) => guest_run::play(&mut vm, screen, admin, work, n, timeout, live),
         Err(e) => {
+            let mut boot = Boot::default();
             boot.problems.push(format!("starting QEMU: {e}"));
-            return boot;
-        }
-    };
-    let deadline = Instant::now() + timeout;
-    while let Some(line) = vm.next_line(deadline) {
-        if live.is_some() {
-            println!("guest| {line}");
-        }
-        let look = |bars: Bars, size: &str, file: &str| match screen {
-            Screen::Qmp => check_screen(&vm, &work.join(file), bars, size.trim()),
-            Screen::Admin(a) => check_screenshot(a, bars, size.trim()),
-        };
-        if let Some(size) = line.strip_prefix(SCREEN_READY) {
-            boot.screen = Some(look(Bars::Forward, size, &format!("screen-{n}.ppm")));
-            if let Err(e) = vm.send_line("ok") {
-                boot.problems.push(format!("answering the guest: {e}"));
-            }
-        } else if let Some(size) = line.strip_prefix(BLOB_SCREEN_READY) {
-            // The guest reports the result; the host's view goes in too.
-            let seen = look(Bars::Mirrored, size, &format!("blob-screen-{n}.ppm"));
-            let answer = match &seen {
-                Ok(s) => format!("ok, {s}"),
-                Err(e) => format!("bad: {e}"),
-            };
-            boot.blob_screen = Some(seen);
-            if let Err(e) = vm.send_line(&answer) {
-                boot.problems.push(format!("answering the guest: {e}"));
-            }
-        } else if let Some(how) = line.strip_prefix(PURGE_REQUEST) {
-            let answer = match admin {
-                Some(a) => match purge(a, how.trim() == "soft-limit") {
-                    Ok(what) => format!("purged {what}"),
-                    Err(e) => format!("purge unavailable: {e}"),
-                },
-                None => "purge unavailable: this backend has no admin socket".into(),
-            };
-            if let Err(e) = vm.send_line(&answer) {
-                boot.problems.push(format!("answering the guest: {e}"));
-            }
-        } else if line.starts_with(DONE) {
-            boot.done = true;
-            if let Some(show) = live {
-                show("while the guest is still up (its console framebuffer is a buffer object)");
-            }
-        } else if let Some(tag) = RESULT_PREFIXES.iter().find(|p| line.starts_with(*p)) {
-            let rest = &line[tag.len()..];
-            let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
-            boot.results
-                .push((tag.trim().to_string(), name.to_string(), detail.to_string()));
-        }
-        if line.contains("powering off") || line.contains("reboot: Power down") {
-            break;
+            boot
         }
     }
-    boot.exited = vm.wait_exit(Duration::from_secs(30));
-    if !boot.exited {
-        boot.problems
-            .push("QEMU did not exit after the guest powered off (killed)".into());
-    }
-    if !boot.done {
-        boot.problems.push(format!(
-            "the guest did not finish within {} s",
-            timeout.as_secs()
-        ));
-    }
-    boot.serial = std::mem::take(&mut vm.serial);
-    boot
-}
-
-/// Where the guest's screen is looked at.
-#[derive(Clone, Copy)]
-enum Screen<'a> {
-    /// QEMU's screendump (its display channel).
-    Qmp,
-    /// The daemon's own screenshot (no display channel).
-    Admin(&'a Path),
-}
-
-/// The pattern in the daemon's screenshot of scanout 0.
-fn check_screenshot(admin: &Path, bars: Bars, size: &str) -> Result<String, String> {
-    use base64::Engine;
-    let mut last = String::new();
-    for _ in 0..20 {
-        let mut c = AdminClient::connect(admin).map_err(|e| e.to_string())?;
-        match c.call::<ScreenshotReply>(&Request::Screenshot { scanout: Some(0) }) {
-            Ok(r) => {
-                let png = base64::engine::general_purpose::STANDARD
-                    .decode(r.png_base64.as_bytes())
-                    .map_err(|e| format!("screenshot is not base64: {e}"))?;
-                let (w, h, rgb) = vgpu_device::screens::decode_png(&png)?;
-                let px = |x: u32, y: u32| {
-                    let o = (y as usize * w as usize + x as usize) * 3;
-                    [rgb[o], rgb[o + 1], rgb[o + 2]]
-                };
-                match pattern::check_bars(bars, w, h, px) {
-                    Ok(()) => {
-                        return Ok(format!(
-                            "{w}x{h} daemon screenshot (no display channel) shows the pattern (guest mode {size}, {} updates)",
-                            r.updates
-                        ))
-                    }
-                    Err(e) => last = format!("{w}x{h} daemon screenshot: {e}"),
-                }
-            }
-            Err(e) => last = format!("screenshot: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Err(last)
-}
-
-fn check_screen(vm: &Vm, path: &Path, bars: Bars, size: &str) -> Result<String, String> {
-    // The display channel may lag the guest's flush by a frame: retry.
-    let mut last = String::new();
-    for _ in 0..20 {
-        vm.screendump(path)
-            .map_err(|e| format!("screendump: {e}"))?;
-        let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let (w, h, rgb) = pattern::parse_ppm(&data)?;
-        let px = |x: u32, y: u32| {
-            let o = (y as usize * w as usize + x as usize) * 3;
-            [rgb[o], rgb[o + 1], rgb[o + 2]]
-        };
-        match pattern::check_bars(bars, w, h, px) {
-            Ok(()) => {
-                return Ok(format!(
-                    "{w}x{h} screendump shows the pattern (guest mode {size})"
-                ))
-            }
-            Err(e) => last = format!("{w}x{h} screendump: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Err(last)
-}
-
-/// Purges for the guest: with `soft_limit`, first waits (bounded) for the
-/// VM's soft limit to take what it takes, then purges the rest through the
-/// admin socket. What was purged, and by whom.
-fn purge(admin: &Path, soft_limit: bool) -> Result<String, String> {
-    let mut c = AdminClient::connect(admin).map_err(|e| e.to_string())?;
-    let mut by_soft_limit = 0;
-    if soft_limit {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            .saturating_sub(2000);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && by_soft_limit == 0 {
-            let p: PressureReply = c
-                .call(&Request::Pressure {
-                    trigger: None,
-                    inject: false,
-                })
-                .map_err(|e| e.to_string())?;
-            by_soft_limit = p
-                .recent
-                .iter()
-                .filter(|r| r.trigger.starts_with("soft-limit:") && r.at_unix_ms >= since)
-                .map(|r| r.purged_bytes)
-                .sum();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let r: ShrinkRow = c
-        .call(&Request::Purge { owner: None })
-        .map_err(|e| e.to_string())?;
-    Ok(if soft_limit {
-        format!(
-            "{} (the soft limit {by_soft_limit}, an admin purge {})",
-            by_soft_limit + r.purged_bytes,
-            r.purged_bytes
-        )
-    } else {
-        r.purged_bytes.to_string()
-    })
-}
-
-/// Checks the host holds nothing for a VM any more.
-fn freed(admin: &Path) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut c = AdminClient::connect(admin).map_err(|e| e.to_string())?;
-        let s: StatsReply = c.call(&Request::Stats {}).map_err(|e| e.to_string())?;
-        let host = &s.owners[0];
-        let vms: Vec<&str> = s.owners.iter().skip(1).map(|o| o.path.as_str()).collect();
-        if vms.is_empty() && host.charged == 0 && s.objects == 0 {
-            return Ok("no VM owner left, 0 objects, 0 bytes charged (vgpuctl stats)".into());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "still held: owners {vms:?}, {} objects, {} bytes charged",
-                s.objects, host.charged
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn report(boot: &Boot, label: &str) -> bool {
-    report_with(boot, label, false)
-}
-
-/// Prints a boot's results; with `no_skips`, a SKIP is a failure, and so
-/// is any shared-memory request QEMU refused.
-fn report_with(boot: &Boot, label: &str, no_skips: bool) -> bool {
-    let mut ok = true;
-    for (tag, name, detail) in &boot.results {
-        if no_skips && tag == "SKIP" {
-            println!("FAIL {name}: skipped where every subtest must run: {detail}");
-            ok = false;
-        } else {
-            println!("{tag} {name}: {detail}");
-        }
-    }
-    if no_skips {
-        let refused: Vec<&String> = boot
-            .serial
-            .iter()
-            .filter(|l| l.starts_with("qemu: "))
-            .filter(|l| {
-                let l = l.to_ascii_lowercase();
-                l.contains("shmem") || l.contains("unmap") || l.contains("mmap")
-            })
-            .collect();
-        if refused.is_empty() {
-            println!("PASS shared-memory: QEMU refused no SHMEM_MAP or SHMEM_UNMAP");
-        } else {
-            for l in refused {
-                println!("FAIL shared-memory: {l}");
-            }
-            ok = false;
-        }
-    }
-    match &boot.screen {
-        Some(Ok(s)) => println!("PASS screendump: {s}"),
-        Some(Err(e)) => println!("FAIL screendump: {e}"),
-        None => println!("FAIL screendump: the guest never said its pattern was on screen"),
-    }
-    match &boot.blob_screen {
-        Some(Ok(s)) => println!("PASS blob-screendump: {s}"),
-        Some(Err(e)) => {
-            println!("FAIL blob-screendump: {e}");
-            ok = false;
-        }
-        None if no_skips => {
-            println!("FAIL blob-screendump: the guest never scanned out a blob");
-            ok = false;
-        }
-        None => {}
-    }
-    for p in &boot.problems {
-        println!("FAIL {label}: {p}");
-    }
-    ok && !boot.failed() && matches!(boot.screen, Some(Ok(_)))
-}
-
-fn dump(boot: &Boot, log: &Path) {
-    println!("---- guest serial log ----");
-    for l in &boot.serial {
-        println!("| {l}");
-    }
-    println!("---- backend log ({}) ----", log.display());
-    if let Ok(text) = std::fs::read_to_string(log) {
-        for l in text
-            .lines()
-            .rev()
-            .take(200)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            println!("| {l}");
-        }
-    }
-    println!("----");
 }

@@ -16,7 +16,7 @@ fail() { echo "installed.sh: FAIL: $*" >&2; exit 1; }
 
 daemon=/usr/libexec/vhost-user-vgpu
 ctl=/usr/bin/vgpuctl
-descriptor=/usr/share/qemu/vhost-user/50-vgpu.json
+descriptor=/usr/share/qemu/vhost-user/40-vgpu.json
 
 dpkg -s vgpu >/dev/null 2>&1 || fail "the vgpu package is not installed"
 log "package $(dpkg-query -W -f '${Package} ${Version}' vgpu)"

@@ -72,14 +72,18 @@ fn serves_a_listening_fd_handed_over() {
 /// libvirt's qemuExtVhostUserGPUStart: `socketpair`, one end to the
 /// backend as `--fd=N` (plus `--virgl` for accel3d), the other to QEMU.
 /// The backend serves that one connection, is found by `vgpuctl --all`
-/// meanwhile, and exits removing its admin socket when QEMU hangs up.
+/// meanwhile, logs to `VGPU_LOG_FILE`, and exits removing its admin
+/// socket when QEMU hangs up.
 #[test]
 fn serves_a_connected_socket_pair_end_like_libvirt() {
     let runtime = tmp_dir("libvirt");
     let (qemu_end, backend_end) = UnixStream::pair().unwrap();
     let mut cmd = Command::new(BIN);
+    // libvirt sends the helper's stderr to /dev/null: VGPU_LOG_FILE.
+    let log = runtime.join("daemon.log");
     cmd.args(["--fd=3", "--virgl"])
         .env("VGPU_RUNTIME_DIR", &runtime)
+        .env("VGPU_LOG_FILE", &log)
         .stderr(Stdio::null());
     let mut child = spawn_with_fd3(cmd, backend_end.into());
     let admin = runtime.join(format!("vgpu-{}.admin", child.id()));
@@ -108,6 +112,11 @@ fn serves_a_connected_socket_pair_end_like_libvirt() {
         .expect("exits once its only connection closes");
     assert!(status.success(), "{status}");
     assert!(!admin.exists(), "its admin socket is removed at exit");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("a VMM connected") && logged.contains("disconnected"),
+        "{logged}"
+    );
     let _ = std::fs::remove_dir_all(&runtime);
 }
 

@@ -5,7 +5,7 @@
 #
 #   /usr/libexec/vhost-user-vgpu                  the daemon (vhost-user naming convention)
 #   /usr/bin/vgpuctl                              the admin CLI
-#   /usr/share/qemu/vhost-user/50-vgpu.json       how QEMU/libvirt find the daemon
+#   /usr/share/qemu/vhost-user/40-vgpu.json       how QEMU/libvirt find the daemon
 #   /usr/lib/systemd/system/vgpu@.service, vgpu@.socket   one daemon per VM, socket-activated
 #   /usr/lib/systemd/system/vgpu-metrics.{service,timer}  node_exporter textfile
 #   /usr/lib/tmpfiles.d/vgpu.conf                 /run/vgpu
@@ -36,11 +36,16 @@ strip --strip-unneeded "$root/usr/libexec/vhost-user-vgpu" "$root/usr/bin/vgpuct
 
 # The vhost-user backend descriptor (QEMU's docs/interop/vhost-user.json):
 # its type comes from the daemon's own --print-capabilities; QEMU and
-# libvirt run --print-capabilities again for the features.
+# libvirt run --print-capabilities again for the features. Named 40-, not
+# the distributions' usual 50-: libvirt takes the first "gpu" descriptor
+# in file-name order, and QEMU's own backend (qemu-system-gui, which
+# qemu-system-x86 recommends) ships 50-qemu-gpu.json — with 50-vgpu.json
+# libvirt would start QEMU's backend, or fail without a render node. An
+# admin still overrides either way in /etc/qemu/vhost-user/.
 type=$(target/release/vhost-user-vgpu --print-capabilities 2>/dev/null |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["type"])')
 install -d "$root/usr/share/qemu/vhost-user"
-cat > "$root/usr/share/qemu/vhost-user/50-vgpu.json" <<JSON
+cat > "$root/usr/share/qemu/vhost-user/40-vgpu.json" <<JSON
 {
   "description": "vgpu: virtio-gpu with host buffer management (emulated device memory without an Intel GPU)",
   "type": "$type",

@@ -25,6 +25,7 @@ pub mod display;
 pub mod guest;
 pub mod guest_run;
 pub mod hostmem;
+pub mod libvirt;
 pub mod qemu;
 pub mod squeeze;
 pub mod vmm;

@@ -10,7 +10,26 @@ use vgpu_device::sandbox::fs::FsPaths;
 use vgpu_device::service::{Service, ServiceConfig};
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // libvirt starts vhost-user helpers with stderr on /dev/null: the log
+    // can go to a file instead (opened now, before the sandbox).
+    if let Some(path) = std::env::var_os("VGPU_LOG_FILE").filter(|p| !p.is_empty()) {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                logger.target(env_logger::Target::Pipe(Box::new(file)));
+            }
+            Err(e) => eprintln!(
+                "vhost-user-vgpu: VGPU_LOG_FILE={}: {e}; logging to stderr",
+                std::path::Path::new(&path).display()
+            ),
+        }
+    }
+    logger.init();
     let cli = Cli::parse();
     if cli.print_capabilities {
         println!("{}", capabilities_json(Path::new("/dev/dri")));

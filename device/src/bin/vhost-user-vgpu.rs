@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             }
             Err(e) => eprintln!(
                 "vhost-user-vgpu: VGPU_LOG_FILE={}: {e}; logging to stderr",
-                std::path::Path::new(&path).display()
+                Path::new(&path).display()
             ),
         }
     }

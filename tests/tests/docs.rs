@@ -25,3 +25,22 @@ fn the_readme_shows_the_shipped_systemd_unit() {
         assert!(unit.lines().any(|l| l == line), "{line}");
     }
 }
+
+#[test]
+fn the_readme_shows_the_shipped_socket_unit_and_package_paths() {
+    let readme = repo("README.md");
+    let socket = repo("dist/systemd/vgpu@.socket");
+    assert!(
+        readme.contains(&socket),
+        "README's socket unit differs from dist/systemd/vgpu@.socket: copy the file into README"
+    );
+    let build = repo("dist/debian/build-deb.sh");
+    for path in [
+        "/usr/libexec/vhost-user-vgpu",
+        "/usr/bin/vgpuctl",
+        "/usr/share/qemu/vhost-user/40-vgpu.json",
+    ] {
+        assert!(build.contains(path), "build-deb.sh installs {path}");
+        assert!(readme.contains(path), "README names {path}");
+    }
+}

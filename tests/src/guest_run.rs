@@ -15,6 +15,31 @@ use vgpu_guest_test::protocol::{
     BLOB_SCREEN_READY, DONE, PURGE_REQUEST, RESULT_PREFIXES, SCREEN_READY,
 };
 
+/// Forwards what `reader` prints, line by line (a trailing CR dropped,
+/// invalid UTF-8 replaced, each line after `prefix`), to `tx` from a
+/// thread of its own until either side closes.
+pub fn forward_lines(
+    reader: impl io::Read + Send + 'static,
+    prefix: &'static str,
+    tx: std::sync::mpsc::Sender<String>,
+) {
+    use io::BufRead;
+    std::thread::spawn(move || {
+        for line in io::BufReader::new(reader)
+            .split(b'\n')
+            .map_while(Result::ok)
+        {
+            let text = String::from_utf8_lossy(&line);
+            if tx
+                .send(format!("{prefix}{}", text.trim_end_matches('\r')))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
 /// A running guest's serial console and display, as the host sees them.
 pub trait Console {
     /// The console's next line, or `None` at `deadline` or when it closed.
@@ -70,20 +95,33 @@ impl Boot {
     }
 }
 
-/// Plays the host's part for a booted guest until it powers off (or
-/// `timeout`): answers its markers, collects what it printed. `admin` is
-/// the daemon's admin socket (purge requests; the screen with
-/// [`Screen::Admin`]). With `live`, prints the console as it comes and
-/// calls `live` once the guest test is done (while the guest holds).
-pub fn play(
-    console: &mut dyn Console,
-    screen: Screen<'_>,
-    admin: Option<&Path>,
-    work: &Path,
-    n: usize,
-    timeout: Duration,
-    live: Option<&dyn Fn(&str)>,
-) -> Boot {
+/// What the host brings to a boot.
+#[derive(Clone, Copy)]
+pub struct Host<'a> {
+    /// The daemon's admin socket (purge requests; the screen with
+    /// [`Screen::Admin`]).
+    pub admin: Option<&'a Path>,
+    /// Where screendumps go.
+    pub work: &'a Path,
+    /// The boot's number (screendump names).
+    pub n: usize,
+    /// Longest the boot may take until the guest powers off.
+    pub timeout: Duration,
+    /// Prints the console as it comes and is called once the guest test
+    /// is done (while the guest holds).
+    pub live: Option<&'a dyn Fn(&str)>,
+}
+
+/// Plays the host's part for a booted guest until it powers off (or the
+/// timeout): answers its markers, collects what it printed.
+pub fn play(console: &mut dyn Console, screen: Screen<'_>, host: &Host<'_>) -> Boot {
+    let Host {
+        admin,
+        work,
+        n,
+        timeout,
+        live,
+    } = *host;
     let mut boot = Boot::default();
     let deadline = Instant::now() + timeout;
     while let Some(line) = console.next_line(deadline) {
@@ -172,11 +210,7 @@ fn check_screenshot(admin: &Path, bars: Bars, size: &str) -> Result<String, Stri
                     .decode(r.png_base64.as_bytes())
                     .map_err(|e| format!("screenshot is not base64: {e}"))?;
                 let (w, h, rgb) = vgpu_device::screens::decode_png(&png)?;
-                let px = |x: u32, y: u32| {
-                    let o = (y as usize * w as usize + x as usize) * 3;
-                    [rgb[o], rgb[o + 1], rgb[o + 2]]
-                };
-                match pattern::check_bars(bars, w, h, px) {
+                match shows_bars(bars, w, h, &rgb) {
                     Ok(()) => {
                         return Ok(format!(
                             "{w}x{h} daemon screenshot (no display channel) shows the pattern (guest mode {size}, {} updates)",
@@ -193,6 +227,15 @@ fn check_screenshot(admin: &Path, bars: Bars, size: &str) -> Result<String, Stri
     Err(last)
 }
 
+/// Whether a `w`×`h` RGB frame shows the guest's bars.
+fn shows_bars(bars: Bars, w: u32, h: u32, rgb: &[u8]) -> Result<(), String> {
+    let px = |x: u32, y: u32| {
+        let o = (y as usize * w as usize + x as usize) * 3;
+        [rgb[o], rgb[o + 1], rgb[o + 2]]
+    };
+    pattern::check_bars(bars, w, h, px)
+}
+
 fn check_screen(
     console: &dyn Console,
     path: &Path,
@@ -207,11 +250,7 @@ fn check_screen(
             .map_err(|e| format!("screendump: {e}"))?;
         let data = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         let (w, h, rgb) = pattern::parse_ppm(&data)?;
-        let px = |x: u32, y: u32| {
-            let o = (y as usize * w as usize + x as usize) * 3;
-            [rgb[o], rgb[o + 1], rgb[o + 2]]
-        };
-        match pattern::check_bars(bars, w, h, px) {
+        match shows_bars(bars, w, h, rgb) {
             Ok(()) => {
                 return Ok(format!(
                     "{w}x{h} screendump shows the pattern (guest mode {size})"

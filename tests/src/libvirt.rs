@@ -9,7 +9,7 @@
 //! Nothing of the host's libvirt is touched: no system daemon, no
 //! /etc/libvirt, no defined domains (`virsh create` makes transient ones).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -217,16 +217,7 @@ impl Libvirt {
             .map_err(|e| format!("the serial console {}: {e}", serial.display()))?;
         let reader = stream.try_clone().map_err(|e| e.to_string())?;
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).split(b'\n').map_while(Result::ok) {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches('\r')
-                    .to_string();
-                if tx.send(text).is_err() {
-                    return;
-                }
-            }
-        });
+        crate::guest_run::forward_lines(reader, "", tx);
         self.virsh_ok(&["resume", name])?;
         Ok(Domain {
             lv: self,

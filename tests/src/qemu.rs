@@ -133,24 +133,8 @@ impl Vm {
             .take()
             .ok_or_else(|| io::Error::other("no QEMU stderr"))?;
         let (tx, lines) = mpsc::channel();
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches('\r')
-                    .to_string();
-                if tx.send(text).is_err() {
-                    return;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx2.send(format!("qemu: {line}")).is_err() {
-                    return;
-                }
-            }
-        });
+        crate::guest_run::forward_lines(stdout, "", tx.clone());
+        crate::guest_run::forward_lines(stderr, "qemu: ", tx);
         Ok(Self {
             child,
             stdin,

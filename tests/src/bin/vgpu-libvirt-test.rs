@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vgpu_tests::guest_run::{self, dump, report, Screen};
+use vgpu_tests::guest_run::{self, dump, report, Host, Screen};
 use vgpu_tests::libvirt::{domain_xml, Account, Libvirt};
 
 #[derive(Debug, Parser)]
@@ -261,15 +261,15 @@ fn boot(
             }
         }
     }
-    let boot = guest_run::play(
-        &mut domain,
-        Screen::Display,
+    let work = lv.dir.join("vm");
+    let host = Host {
         admin,
-        &lv.dir.join("vm"),
+        work: &work,
         n,
-        Duration::from_secs(args.timeout_s),
-        None,
-    );
+        timeout: Duration::from_secs(args.timeout_s),
+        live: None,
+    };
+    let boot = guest_run::play(&mut domain, Screen::Display, &host);
     ok &= report(&boot, label);
     drop(domain);
     if let Some((pid, socket)) = &daemon {

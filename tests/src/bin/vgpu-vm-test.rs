@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use vgpu_tests::backend::RunningBackend;
-use vgpu_tests::guest_run::{self, dump, freed, report, report_with, Boot, Screen};
+use vgpu_tests::guest_run::{self, dump, freed, report, report_with, Boot, Host, Screen};
 use vgpu_tests::qemu::{GpuDevice, GuestArgs, Vm, VmConfig};
 
 #[derive(Debug, Parser)]
@@ -115,7 +115,14 @@ fn run(args: &Args) -> Result<bool, String> {
         .enumerate()
     {
         println!("== vgpu: {label}");
-        let boot = boot_once(&cfg, daemon.socket(), Some(&admin), &work, n, timeout, None);
+        let host = Host {
+            admin: Some(&admin),
+            work: &work,
+            n,
+            timeout,
+            live: None,
+        };
+        let boot = boot_once(&cfg, daemon.socket(), &host);
         ok &= report(&boot, label);
         if !daemon.alive() {
             println!("FAIL daemon: vhost-user-vgpu exited during the {label}");
@@ -176,15 +183,14 @@ fn run(args: &Args) -> Result<bool, String> {
             let log = work.join(format!("{}.log", label.replace(' ', "_")));
             let backend = RunningBackend::command_logged(&cmd, &[], Some(&log))
                 .map_err(|e| format!("starting {label}: {e}"))?;
-            let boot = boot_once(
-                &cfg,
-                backend.socket(),
-                None,
-                &work,
-                10 + rates.len(),
+            let host = Host {
+                admin: None,
+                work: &work,
+                n: 10 + rates.len(),
                 timeout,
-                None,
-            );
+                live: None,
+            };
+            let boot = boot_once(&cfg, backend.socket(), &host);
             ok &= report(&boot, label);
             if boot.failed() {
                 dump(&boot, &log);
@@ -240,7 +246,14 @@ fn qemu11_run(
         device: GpuDevice::Generic,
         ..cfg.clone()
     };
-    let boot = boot_once(&cfg, daemon.socket(), Some(&admin), work, 20, timeout, None);
+    let host = Host {
+        admin: Some(&admin),
+        work,
+        n: 20,
+        timeout,
+        live: None,
+    };
+    let boot = boot_once(&cfg, daemon.socket(), &host);
     let mut ok = report_with(&boot, label, true);
     if !daemon.alive() {
         println!("FAIL daemon: vhost-user-vgpu exited during the {label} run");
@@ -300,15 +313,14 @@ fn demo(
     };
     stats("before the VM starts");
     println!("\n== booting the guest (Linux 6.12 under QEMU TCG, GPU = vgpu); its console:");
-    let boot = boot_once(
-        cfg,
-        daemon.socket(),
-        Some(admin),
+    let host = Host {
+        admin: Some(admin),
         work,
-        0,
+        n: 0,
         timeout,
-        Some(&stats),
-    );
+        live: Some(&stats),
+    };
+    let boot = boot_once(cfg, daemon.socket(), &host);
     stats("after the VM powered off: everything it held is freed");
     let ok = report(&boot, "demo");
     let _ = daemon.terminate(Duration::from_secs(10));
@@ -317,21 +329,13 @@ fn demo(
 
 /// Boots one guest under QEMU and plays the host's part (see
 /// [`guest_run::play`]).
-fn boot_once(
-    cfg: &VmConfig,
-    socket: &Path,
-    admin: Option<&Path>,
-    work: &Path,
-    n: usize,
-    timeout: Duration,
-    live: Option<&dyn Fn(&str)>,
-) -> Boot {
-    let screen = match (cfg.device, admin) {
+fn boot_once(cfg: &VmConfig, socket: &Path, host: &Host<'_>) -> Boot {
+    let screen = match (cfg.device, host.admin) {
         (GpuDevice::Generic, Some(a)) => Screen::Admin(a),
         _ => Screen::Display,
     };
-    match Vm::boot(cfg, socket, work) {
-        Ok(mut vm) => guest_run::play(&mut vm, screen, admin, work, n, timeout, live),
+    match Vm::boot(cfg, socket, host.work) {
+        Ok(mut vm) => guest_run::play(&mut vm, screen, host),
         Err(e) => {
             let mut boot = Boot::default();
             boot.problems.push(format!("starting QEMU: {e}"));

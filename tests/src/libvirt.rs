@@ -2,12 +2,13 @@
 //! where the packaging has the modular daemons, else `libvirtd`) in
 //! session mode, in the foreground, as an unprivileged user, with every
 //! directory it uses (XDG config, cache, runtime, home) under one work
-//! directory; and the transient domains it runs, whose serial console is a
+//! directory; and the domains it runs, whose serial console is a
 //! unix socket the test reads and writes ([`Domain`] is a
 //! [`Console`](crate::guest_run::Console)).
 //!
 //! Nothing of the host's libvirt is touched: no system daemon, no
-//! /etc/libvirt, no defined domains (`virsh create` makes transient ones).
+//! /etc/libvirt; domains are defined in the session's own configuration
+//! and undefined when done.
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -207,12 +208,22 @@ impl Libvirt {
             .unwrap_or_else(|e| e)
     }
 
-    /// Starts the transient domain `xml` (a file in the session), paused,
-    /// connects to its serial socket `serial`, then resumes it: nothing
-    /// the guest prints is lost.
-    pub fn create(&self, name: &str, xml: &Path, serial: &Path) -> Result<Domain<'_>, String> {
+    /// Defines the domain `xml` (a file in the session) as users do
+    /// (`virsh define`), starts it paused, connects to its serial socket
+    /// `serial`, then resumes it: nothing the guest prints is lost. The
+    /// definition goes when the [`Domain`] is dropped.
+    pub fn define_and_start(
+        &self,
+        name: &str,
+        xml: &Path,
+        serial: &Path,
+    ) -> Result<Domain<'_>, String> {
         chown_tree(xml, self.account).map_err(|e| e.to_string())?;
-        self.virsh_ok(&["create", "--paused", &xml.to_string_lossy()])?;
+        self.virsh_ok(&["define", &xml.to_string_lossy()])?;
+        if let Err(e) = self.virsh_ok(&["start", "--paused", name]) {
+            let _ = self.virsh(&["undefine", name]);
+            return Err(e);
+        }
         let stream = connect_retry(serial, Duration::from_secs(10))
             .map_err(|e| format!("the serial console {}: {e}", serial.display()))?;
         let reader = stream.try_clone().map_err(|e| e.to_string())?;
@@ -286,7 +297,8 @@ fn connect_retry(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     }
 }
 
-/// A transient domain of a [`Libvirt`], seen through its serial socket.
+/// A defined, running domain of a [`Libvirt`], seen through its serial
+/// socket.
 pub struct Domain<'a> {
     lv: &'a Libvirt,
     name: String,
@@ -297,8 +309,8 @@ pub struct Domain<'a> {
 }
 
 impl Domain<'_> {
-    /// Whether libvirt still has the domain (a transient domain is gone
-    /// once it powered off).
+    /// Whether the domain still runs (it is shut off once the guest
+    /// powered off: `on_poweroff` is destroy).
     pub fn exists(&self) -> bool {
         self.lv
             .virsh(&["domstate", &self.name])
@@ -373,6 +385,7 @@ impl crate::guest_run::Console for Domain<'_> {
 impl Drop for Domain<'_> {
     fn drop(&mut self) {
         self.destroy();
+        let _ = self.lv.virsh(&["undefine", &self.name]);
     }
 }
 

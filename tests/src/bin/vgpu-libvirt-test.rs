@@ -1,6 +1,7 @@
 //! `vgpu-libvirt-test`: boots the guest test program through a real
 //! libvirt, the way most QEMU users attach devices. A private session-mode
-//! libvirt daemon (see `vgpu_tests::libvirt`) runs a TCG domain whose
+//! libvirt daemon (see `vgpu_tests::libvirt`) defines and starts a TCG
+//! domain whose
 //! video is `<model type='virtio'/><driver name='vhostuser'/>`: libvirt
 //! finds vgpu through the installed vhost-user descriptor
 //! (/usr/share/qemu/vhost-user/40-vgpu.json; `--daemon` puts one for a
@@ -58,6 +59,8 @@ struct Args {
 
 /// The installed package's descriptor.
 const INSTALLED_DESCRIPTOR: &str = "/usr/share/qemu/vhost-user/40-vgpu.json";
+/// The binary it names.
+const INSTALLED_BINARY: &str = "/usr/libexec/vhost-user-vgpu";
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -107,6 +110,10 @@ fn run(args: &Args) -> Result<bool, String> {
     let kernel = copy_in(&args.kernel, &guest, "vmlinuz", 0o644)?;
     let initrd = copy_in(&args.initrd, &guest, "initrd.gz", 0o644)?;
 
+    let binary = match &args.daemon {
+        Some(_) => guest.join("vhost-user-vgpu"),
+        None => PathBuf::from(INSTALLED_BINARY),
+    };
     let descriptors = match &args.daemon {
         Some(d) => {
             let bin = copy_in(d, &guest, "vhost-user-vgpu", 0o755)?;
@@ -179,6 +186,7 @@ fn run(args: &Args) -> Result<bool, String> {
             &initrd,
             &vgpu_run,
             &daemon_log,
+            &binary,
             n,
             accel3d,
             label,
@@ -202,6 +210,7 @@ fn boot(
     initrd: &Path,
     vgpu_run: &Path,
     daemon_log: &Path,
+    binary: &Path,
     n: usize,
     accel3d: bool,
     label: &str,
@@ -224,7 +233,7 @@ fn boot(
         return false;
     }
     let before = admin_sockets(vgpu_run);
-    let mut domain = match lv.create(&name, &xml_path, &serial) {
+    let mut domain = match lv.define_and_start(&name, &xml_path, &serial) {
         Ok(d) => d,
         Err(e) => {
             println!("FAIL {label}: {e}");
@@ -236,7 +245,7 @@ fn boot(
     // The daemon libvirt started: its admin socket names its pid.
     let daemon = wait_new_admin_socket(vgpu_run, &before, Duration::from_secs(30));
     match &daemon {
-        Some((pid, _)) => match check_command_line(*pid, accel3d) {
+        Some((pid, _)) => match check_command_line(*pid, accel3d, binary) {
             Ok(s) => println!("PASS command-line: {s}"),
             Err(e) => {
                 println!("FAIL command-line: {e}");
@@ -346,9 +355,9 @@ fn wait_new_admin_socket(
     None
 }
 
-/// The daemon's arguments as libvirt gave them: `--fd=N` always,
-/// `--virgl` exactly with `accel3d`.
-fn check_command_line(pid: u32, accel3d: bool) -> Result<String, String> {
+/// The daemon's arguments as libvirt gave them: the descriptor's binary,
+/// `--fd=N` always, `--virgl` exactly with `accel3d`.
+fn check_command_line(pid: u32, accel3d: bool, binary: &Path) -> Result<String, String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map_err(|e| format!("reading pid {pid}'s command line: {e}"))?;
     let argv: Vec<String> = raw
@@ -357,6 +366,12 @@ fn check_command_line(pid: u32, accel3d: bool) -> Result<String, String> {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     let shown = argv.join(" ");
+    if argv.first().map(PathBuf::from).as_deref() != Some(binary) {
+        return Err(format!(
+            "libvirt did not start {} (the descriptor's binary): {shown}",
+            binary.display()
+        ));
+    }
     if !argv.iter().any(|a| a.starts_with("--fd=")) {
         return Err(format!("no --fd=N: {shown}"));
     }

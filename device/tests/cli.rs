@@ -331,6 +331,21 @@ fn gpu_auto_without_an_intel_render_node_uses_the_emulated_device_and_says_so() 
         "{}",
         stderr(&o)
     );
+    // libvirt's --render-node (from "render-node" in the capabilities) is
+    // that same choice: used, or refused by name — never ignored.
+    let o = run(&[
+        "--socket-path",
+        "/tmp/vgpu-gpu-test.sock",
+        "--render-node=/dev/null",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/dev/null"), "{}", stderr(&o));
+    let o = run(&[
+        "--print-capabilities",
+        "--render-node",
+        "/dev/dri/renderD199",
+    ]);
+    assert!(stderr(&o).contains("/dev/dri/renderD199"), "{}", stderr(&o));
     // The daemon on the emulated device reports the driver to vgpuctl.
     let (mut child, _, admin) = daemon("gpu", &["--gpu", "auto", "--pressure-source", "none"], &[]);
     let stats = vgpuctl_json(&admin, &["stats"]);

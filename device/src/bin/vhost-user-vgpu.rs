@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
+use vgpu_backend::intel::detect::GpuChoice;
 use vgpu_device::cli::{capabilities_json, Cli};
 use vgpu_device::daemon::{Daemon, Endpoint};
 use vgpu_device::sandbox::fs::FsPaths;
@@ -97,6 +98,10 @@ fn run(cli: &Cli) -> Result<(), String> {
                 .chain(cli.admin_socket_path())
                 .collect(),
             pressure_watch: std::env::var_os("MEMORY_PRESSURE_WATCH").map(PathBuf::from),
+            render_node: match cli.gpu_choice() {
+                GpuChoice::Path(p) => Some(p),
+                GpuChoice::Auto | GpuChoice::Emulated => None,
+            },
         };
         let level = vgpu_device::sandbox::fs::restrict(&paths)?;
         log::info!("sandbox: {level}");

@@ -7,7 +7,9 @@
 //!
 //! * the directories of its sockets (vhost-user and admin): create the
 //!   socket, replace a stale one, remove them at exit;
-//! * `/dev/dri` (read, write): finding and opening the render node;
+//! * `/dev/dri` (read, write): finding and opening the render node; a
+//!   node given by path (`--gpu PATH`, `--render-node PATH`) wherever it
+//!   is;
 //! * `/sys` (read): render-node detection; `/sys/fs/cgroup` (read, write):
 //!   the memory cgroup's files the pressure monitor arms and re-arms
 //!   (cgroup v1 `cgroup.event_control`, v2 `memory.pressure` triggers);
@@ -41,6 +43,10 @@ pub struct FsPaths {
     pub sockets: Vec<PathBuf>,
     /// `$MEMORY_PRESSURE_WATCH`, if systemd set it.
     pub pressure_watch: Option<PathBuf>,
+    /// A render node named by `--gpu PATH` / `--render-node PATH` (read,
+    /// write), wherever it is: a node outside /dev/dri (a bind mount, a
+    /// symlinked path) would otherwise be refused as "permission denied".
+    pub render_node: Option<PathBuf>,
 }
 
 /// How far Landlock got.
@@ -90,6 +96,9 @@ pub fn restrict(paths: &FsPaths) -> Result<FsConfinement, String> {
     rules.push(("/proc/pressure".into(), read_write));
     if let Some(w) = &paths.pressure_watch {
         rules.push((w.clone(), AccessFs::ReadFile | AccessFs::WriteFile));
+    }
+    if let Some(node) = &paths.render_node {
+        rules.push((node.clone(), read_write));
     }
     let mut created = Ruleset::default()
         .handle_access(AccessFs::from_all(ABI_USED))

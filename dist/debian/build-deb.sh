@@ -88,7 +88,9 @@ installed_kb=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" \
     -e "s/@DEPENDS@/$depends/" -e "s/@SIZE@/$installed_kb/" \
     dist/debian/control.in > "$root/DEBIAN/control"
-install -m 0755 dist/debian/postinst "$root/DEBIAN/postinst"
+for script in postinst prerm postrm; do
+    install -m 0755 "dist/debian/$script" "$root/DEBIAN/$script"
+done
 
 deb="$out/vgpu_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null

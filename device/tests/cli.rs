@@ -31,7 +31,19 @@ fn tmp_sock(name: &str) -> PathBuf {
 
 #[test]
 fn print_capabilities_is_vhost_user_json() {
-    let o = run(&["--print-capabilities"]);
+    // libvirt runs it as root before starting the daemon as its QEMU user
+    // with the same environment: it must not create VGPU_LOG_FILE.
+    let log = tmp_sock("caps").with_file_name("never.log");
+    let o = Command::new(BIN)
+        .arg("--print-capabilities")
+        .env("VGPU_LOG_FILE", &log)
+        .output()
+        .unwrap();
+    assert!(
+        !log.exists(),
+        "--print-capabilities created {}",
+        log.display()
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["type"], "gpu");

@@ -292,3 +292,55 @@ fn private_namespaces_still_serve_a_vmm_outside() {
     child.kill().unwrap();
     let _ = child.wait();
 }
+
+/// A daemon in its private user namespace (as libvirt's helpers run:
+/// not root, so `--namespaces auto` enters one) still answers root's
+/// `vgpuctl` — root shows there as the overflow uid — while other users
+/// cannot even connect to its 0600 socket.
+#[test]
+fn root_reaches_the_admin_socket_of_a_namespaced_daemon() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    const VGPUCTL: &str = env!("CARGO_BIN_EXE_vgpuctl");
+    let root = rustix::process::geteuid().is_root();
+    let dir = tmp_sock("ns-admin").parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Not nobody: its uid is the overflow uid itself.
+    let args: &[&str] = if root {
+        &["--user", "4321", "--group", "4321", "--namespaces", "on"]
+    } else {
+        &["--namespaces", "on"]
+    };
+    let (mut child, sock) = start_with("ns-admin", args, &[]);
+    let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    wait_for(&admin);
+    let stats = Command::new(VGPUCTL)
+        .arg("--socket")
+        .arg(&admin)
+        .args(["--json", "stats"])
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    if root {
+        let mut other = Command::new(VGPUCTL);
+        other
+            .arg("--socket")
+            .arg(&admin)
+            .arg("stats")
+            .uid(1234)
+            .gid(1234);
+        let o = other.output().unwrap();
+        assert!(!o.status.success(), "uid 1234 must not get in");
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let log = stderr_of(&mut child);
+    assert!(
+        log.contains("private user, network, IPC and UTS namespaces"),
+        "{log}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The admin socket server: a unix socket (mode 0600) whose clients must
-//! be root or the daemon's own uid (checked with SO_PEERCRED), one thread
-//! accepting and one short-lived thread per client.
+//! be root or the daemon's own uid (checked with SO_PEERCRED; in a private
+//! user namespace root shows as the overflow uid), one thread accepting
+//! and one short-lived thread per client.
 //!
 //! Threads and locks: the accept thread owns the listener; each client
 //! thread owns its stream and calls the [`AdminHandler`], which holds no
@@ -73,9 +74,22 @@ pub fn bind_private(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Whether a peer uid may use the admin socket: root, or the daemon's uid.
+/// Whether a peer uid may use the admin socket: root, or the daemon's
+/// uid; in a private user namespace also the overflow uid root appears as
+/// there (see `sandbox::namespaces`: the 0600 socket admits no one else
+/// who is not the daemon's user).
 pub fn uid_allowed(uid: u32) -> bool {
-    uid == 0 || uid == rustix::process::geteuid().as_raw()
+    uid_allowed_with(
+        uid,
+        rustix::process::geteuid().as_raw(),
+        crate::sandbox::namespaces::unmapped_peer_uid(),
+    )
+}
+
+/// [`uid_allowed`] for a daemon running as `own` with `unmapped` the
+/// overflow uid of its private user namespace, if it is in one.
+pub fn uid_allowed_with(uid: u32, own: u32, unmapped: Option<u32>) -> bool {
+    uid == 0 || uid == own || unmapped == Some(uid)
 }
 
 /// The running server; stops and removes its socket when dropped.
@@ -351,6 +365,15 @@ mod tests {
             "a regular file is not replaced"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn in_a_private_user_namespace_the_overflow_uid_is_root() {
+        assert!(!uid_allowed_with(65534, 1000, None));
+        assert!(uid_allowed_with(65534, 1000, Some(65534)));
+        assert!(!uid_allowed_with(1001, 1000, Some(65534)));
+        assert!(uid_allowed_with(1000, 1000, Some(65534)));
+        assert!(uid_allowed_with(0, 1000, None));
     }
 
     #[test]

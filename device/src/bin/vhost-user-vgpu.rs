@@ -11,11 +11,16 @@ use vgpu_device::sandbox::fs::FsPaths;
 use vgpu_device::service::{Service, ServiceConfig};
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     // libvirt starts vhost-user helpers with stderr on /dev/null: the log
-    // can go to a file instead (opened now, before the sandbox).
-    if let Some(path) = std::env::var_os("VGPU_LOG_FILE").filter(|p| !p.is_empty()) {
+    // can go to a file instead (opened now, before the sandbox). Not for
+    // --print-capabilities: libvirt runs that as root first, and a file it
+    // created would be root's, shutting out the daemon it starts next.
+    if let Some(path) =
+        std::env::var_os("VGPU_LOG_FILE").filter(|p| !p.is_empty() && !cli.print_capabilities)
+    {
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -31,7 +36,6 @@ fn main() -> ExitCode {
         }
     }
     logger.init();
-    let cli = Cli::parse();
     if cli.print_capabilities {
         println!("{}", capabilities_json(Path::new("/dev/dri")));
         // Which GPU would back buffers, on stderr (the JSON's schema is QEMU's).

@@ -8,12 +8,34 @@
 //! still reach the VMM.
 //!
 //! What changes for others: admin clients whose uid is not the daemon's
-//! show up as the overflow uid and are refused (root included) — run
-//! `vgpuctl` as the daemon's user.
+//! show up as the overflow uid (the kernel cannot name an uid the
+//! namespace does not map). The admin server accepts that uid in a
+//! private namespace ([`unmapped_peer_uid`]): the admin socket is 0600
+//! and the daemon's, so the only peers that can connect and not be the
+//! daemon's user are processes that may override file permissions —
+//! root, who may use it anyway (as `vgpuctl --all` and the metrics timer
+//! do for daemons libvirt runs as its QEMU user).
 //!
-//! Owns: the choice and the entering. Must not: run once a thread exists.
+//! Owns: the choice and the entering, and what the admin server needs to
+//! know of them. Must not: run once a thread exists.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::thread::UnshareFlags;
+
+/// The overflow uid peers outside the private user namespace appear as,
+/// once entered; `u32::MAX` (no uid) before.
+static UNMAPPED_PEER_UID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// In a private user namespace this daemon entered: the uid every peer
+/// the namespace does not map appears as (/proc/sys/kernel/overflowuid,
+/// read before the sandbox; 65534 by default). `None` otherwise.
+pub fn unmapped_peer_uid() -> Option<u32> {
+    match UNMAPPED_PEER_UID.load(Ordering::Relaxed) {
+        u32::MAX => None,
+        uid => Some(uid),
+    }
+}
 
 /// `--namespaces`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,6 +102,11 @@ fn enter_dumpable() -> Result<(), String> {
     write("setgroups", "deny".into())?;
     write("uid_map", format!("{uid} {uid} 1\n"))?;
     write("gid_map", format!("{gid} {gid} 1\n"))?;
+    let overflow = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65534);
+    UNMAPPED_PEER_UID.store(overflow, Ordering::Relaxed);
     Ok(())
 }
 

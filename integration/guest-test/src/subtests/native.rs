@@ -295,7 +295,7 @@ fn unavailable(params: &Params) -> Option<String> {
     .collect();
     if !missing.is_empty() {
         return Some(format!(
-            "the VMM does not forward {} (QEMU's vhost-user-gpu-pci drops them; QEMU 11.1's generic vhost-user device and crosvm forward them)",
+            "the VMM does not forward {} (QEMU's vhost-user-gpu-pci and vhost-user-vga drop them; QEMU 11.1's generic vhost-user device and crosvm forward them)",
             missing.join(", ")
         ));
     }

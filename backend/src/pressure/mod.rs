@@ -13,6 +13,11 @@
 //! short. Each signal is a [`Level`]; the strongest seen in one wake-up
 //! goes to the policy.
 //!
+//! The own cgroup is followed: a daemon can be moved after it started (the
+//! system libvirt starts its vhost-user helpers, then moves them into the
+//! VM's cgroup), so every tick the monitor looks at `/proc/self/cgroup`
+//! and, when it changed, watches the new cgroup's sources instead.
+//!
 //! Owns: the sources, the policy state, the monitor's counters. Must not:
 //! touch the device or virtio; it only calls the buffer manager.
 
@@ -263,23 +268,36 @@ impl PressureMonitor {
     /// Starts watching. `SourceChoice::None` watches nothing, but the
     /// thread still keeps VMs under their soft limits.
     pub fn start(bm: BufferManager, cfg: MonitorConfig) -> io::Result<Self> {
+        let own = CgroupMembership::of_this_process();
         let (sources, notes) = if cfg.source == SourceChoice::None {
             log::info!(
                 "pressure monitor: no pressure source (--pressure-source none); soft limits, quotas and admin requests still shrink"
             );
             (Vec::new(), Vec::new())
         } else {
-            open_sources(&cfg)
+            open_sources(&cfg, &own.cgroups)
         };
-        Self::start_with_sources(bm, cfg, sources, notes)
+        let follow = matches!(cfg.source, SourceChoice::Auto | SourceChoice::Cgroup).then_some(own);
+        Self::start_inner(bm, cfg, sources, notes, follow)
     }
 
-    /// Starts watching given sources (tests inject signals through one).
+    /// Starts watching given sources (tests inject signals through one);
+    /// the own cgroup is not followed.
     pub fn start_with_sources(
         bm: BufferManager,
         cfg: MonitorConfig,
         sources: Vec<Box<dyn PressureSource>>,
         notes: Vec<String>,
+    ) -> io::Result<Self> {
+        Self::start_inner(bm, cfg, sources, notes, None)
+    }
+
+    fn start_inner(
+        bm: BufferManager,
+        cfg: MonitorConfig,
+        sources: Vec<Box<dyn PressureSource>>,
+        notes: Vec<String>,
+        follow: Option<CgroupMembership>,
     ) -> io::Result<Self> {
         let mut handle = MonitorHandle::without_monitor(bm);
         let control = Arc::new(ControlChannel::new()?);
@@ -310,6 +328,7 @@ impl PressureMonitor {
             policy: PressurePolicy::new(cfg.policy),
             soft_backoff: HashMap::new(),
             next_tick: now,
+            follow,
         };
         let thread = std::thread::Builder::new()
             .name("vgpu-pressure".into())
@@ -355,9 +374,45 @@ fn log_armed(sources: &[Watched], notes: &[String]) {
     }
 }
 
+/// Which cgroups this process is in: `/proc/self/cgroup` as read (to see
+/// a move cheaply) and what it means.
+#[derive(Debug, Clone)]
+struct CgroupMembership {
+    text: String,
+    cgroups: OwnCgroups,
+}
+
+impl CgroupMembership {
+    fn of_this_process() -> Self {
+        Self {
+            text: std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+            cgroups: OwnCgroups::of_this_process(),
+        }
+    }
+}
+
+/// Whether a source watches the own cgroup (and goes when the daemon is
+/// moved to another).
+fn is_cgroup_source(info: &SourceInfo) -> bool {
+    info.kind.starts_with("cgroup")
+}
+
+/// The own cgroup in words, for the log.
+fn cgroup_words(c: &OwnCgroups) -> String {
+    match (&c.v2, &c.v1_memory) {
+        (Some(v2), Some(v1)) => format!("{} (v1 memory {})", v2.display(), v1.display()),
+        (Some(v2), None) => v2.display().to_string(),
+        (None, Some(v1)) => format!("v1 memory {}", v1.display()),
+        (None, None) => "no memory cgroup".into(),
+    }
+}
+
 /// Opens every source `cfg` asks for that exists here; notes say why the
 /// others were not armed.
-fn open_sources(cfg: &MonitorConfig) -> (Vec<Box<dyn PressureSource>>, Vec<String>) {
+fn open_sources(
+    cfg: &MonitorConfig,
+    own: &OwnCgroups,
+) -> (Vec<Box<dyn PressureSource>>, Vec<String>) {
     let mut sources: Vec<Box<dyn PressureSource>> = Vec::new();
     let mut notes = Vec::new();
     let want = |c: SourceChoice| cfg.source == SourceChoice::Auto || cfg.source == c;
@@ -373,12 +428,7 @@ fn open_sources(cfg: &MonitorConfig) -> (Vec<Box<dyn PressureSource>>, Vec<Strin
         }
     }
     if want(SourceChoice::Cgroup) {
-        open_cgroup_sources(
-            cfg,
-            &OwnCgroups::of_this_process(),
-            &mut sources,
-            &mut notes,
-        );
+        open_cgroup_sources(cfg, own, &mut sources, &mut notes);
     }
     let mut host_psi = false;
     let watched = |path: &str, sources: &[Box<dyn PressureSource>]| {
@@ -519,6 +569,9 @@ struct Worker {
     policy: PressurePolicy,
     soft_backoff: HashMap<OwnerId, Backoff>,
     next_tick: Instant,
+    /// The cgroups the cgroup sources watch, when the own cgroup is
+    /// followed.
+    follow: Option<CgroupMembership>,
 }
 
 /// Run by the monitor thread at every wake-up (the daemon's sandbox
@@ -550,6 +603,7 @@ impl Worker {
                 if self.policy.on_tick(now) {
                     lock(&self.handle.shared).streak = 0;
                 }
+                self.follow_cgroup_move();
                 self.maintain();
                 self.enforce_soft_limits();
             }
@@ -695,6 +749,53 @@ impl Worker {
             });
         }
         lock(&self.handle.shared).notes.extend(notes);
+        self.publish_sources();
+    }
+
+    /// When the daemon was moved to another cgroup since the cgroup
+    /// sources were opened, watches the new cgroup's instead.
+    fn follow_cgroup_move(&mut self) {
+        let Some(before) = &self.follow else { return };
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        if text == before.text {
+            return;
+        }
+        let now = CgroupMembership::of_this_process();
+        if now.cgroups == before.cgroups {
+            self.follow = Some(now);
+            return;
+        }
+        let from = cgroup_words(&before.cgroups);
+        let to = cgroup_words(&now.cgroups);
+        let old = self.sources.len();
+        self.sources.retain(|w| !is_cgroup_source(&w.source.info()));
+        let dropped = old - self.sources.len();
+        let mut fresh = Vec::new();
+        let mut notes = Vec::new();
+        open_cgroup_sources(&self.cfg, &now.cgroups, &mut fresh, &mut notes);
+        log::info!(
+            "pressure monitor: the daemon was moved from cgroup {from} to {to} (as libvirt moves \
+             its helpers into the VM's): {dropped} sources of the old cgroup dropped, {} of the \
+             new one watched",
+            fresh.len()
+        );
+        for n in &notes {
+            log::info!("pressure monitor: not watching {n}");
+        }
+        let at = Instant::now();
+        self.sources.extend(fresh.into_iter().map(|source| Watched {
+            next_poll: source.poll_every().map(|_| at),
+            signals: 0,
+            source,
+        }));
+        {
+            let mut shared = lock(&self.handle.shared);
+            shared
+                .notes
+                .push(format!("moved from cgroup {from} to {to}"));
+            shared.notes.extend(notes);
+        }
+        self.follow = Some(now);
         self.publish_sources();
     }
 

@@ -57,6 +57,13 @@ fn stderr_of(child: &mut Child) -> String {
     s
 }
 
+/// Kills the daemon and returns what it logged.
+fn stop(child: &mut Child) -> String {
+    child.kill().unwrap();
+    let _ = child.wait();
+    stderr_of(child)
+}
+
 /// `(thread name, Seccomp, NoNewPrivs, CapEff + CapPrm + CapBnd)` of
 /// every thread of `pid`.
 fn threads(pid: u32) -> Vec<(String, String, String, String)> {
@@ -113,9 +120,7 @@ fn every_thread_is_filtered_including_those_a_connection_starts() {
         assert_eq!(caps, none, "thread {name}: CapEff CapPrm CapBnd");
     }
     drop(frontend);
-    child.kill().unwrap();
-    let _ = child.wait();
-    let log = stderr_of(&mut child);
+    let log = stop(&mut child);
     assert!(log.contains("system-call filter on every thread"), "{log}");
     // The queue worker stacked its own filter on its first event; it
     // still runs (the connection answered), and its thread is filtered.
@@ -158,9 +163,7 @@ fn log_and_none_let_it_through() {
             assert_eq!(s, seccomp, "--seccomp {mode}, thread {name}");
             assert_eq!(nnp, "1", "--seccomp {mode}, thread {name}");
         }
-        child.kill().unwrap();
-        let _ = child.wait();
-        let log = stderr_of(&mut child);
+        let log = stop(&mut child);
         assert!(
             log.contains("the filter let it through"),
             "--seccomp {mode}: {log}"
@@ -199,9 +202,7 @@ fn landlock_refuses_files_outside_the_allowed_set() {
         let (mut child, sock) = start_with(name, args, &[("VGPU_TEST_OPEN", path)]);
         wait_for(&PathBuf::from(format!("{}.admin", sock.display())));
         std::thread::sleep(Duration::from_millis(300));
-        child.kill().unwrap();
-        let _ = child.wait();
-        let log = stderr_of(&mut child);
+        let log = stop(&mut child);
         assert!(log.contains(expect), "{name}: {log}");
         if args.is_empty() {
             assert!(log.contains("Landlock fully enforced"), "{name}: {log}");
@@ -249,9 +250,7 @@ fn user_switches_before_anything_exists() {
             "{uid}"
         );
     }
-    child.kill().unwrap();
-    let _ = child.wait();
-    let log = stderr_of(&mut child);
+    let log = stop(&mut child);
     assert!(log.contains("running as nobody (uid 65534"), "{log}");
     // Unknown users are named.
     let o = Command::new(BIN)
@@ -278,9 +277,7 @@ fn private_namespaces_still_serve_a_vmm_outside() {
     frontend.set_owner().unwrap();
     assert_ne!(frontend.get_features().unwrap(), 0);
     drop(frontend);
-    child.kill().unwrap();
-    let _ = child.wait();
-    let log = stderr_of(&mut child);
+    let log = stop(&mut child);
     assert!(
         log.contains("private user, network, IPC and UTS namespaces"),
         "{log}"
@@ -336,9 +333,7 @@ fn root_reaches_the_admin_socket_of_a_namespaced_daemon() {
         let o = other.output().unwrap();
         assert!(!o.status.success(), "uid 1234 must not get in");
     }
-    child.kill().unwrap();
-    let _ = child.wait();
-    let log = stderr_of(&mut child);
+    let log = stop(&mut child);
     assert!(
         log.contains("private user, network, IPC and UTS namespaces"),
         "{log}"

@@ -225,7 +225,9 @@ fn user_switches_before_anything_exists() {
         return;
     }
     let admin = PathBuf::from(format!("{}.admin", sock.display()));
+    // The admin socket is made first, the vhost-user socket just after.
     wait_for(&admin);
+    wait_for(&sock);
     // Everything it created is nobody's, and every thread is nobody.
     for path in [&sock, &admin] {
         assert_eq!(

@@ -22,13 +22,9 @@ integration/install-qemu.sh --qemu10
 qemu11=$(integration/install-qemu.sh --qemu11)
 [ -x /usr/lib/qemu/vhost-user-gpu ] || { log "no /usr/lib/qemu/vhost-user-gpu (the baseline; package qemu-system-gui)"; exit 1; }
 
-log "building the static guest test program"
-RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
-    cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu
-guest_bin="$PWD/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test"
-
-log "building the guest image"
-mapfile -t image < <(integration/build-guest-image.sh "$guest_bin")
+log "building the guest test program and the guest image"
+mapfile -t image < <(integration/build-guest-image.sh --guest-test)
+[ "${#image[@]}" -eq 2 ] || { log "building the guest image failed"; exit 1; }
 
 log "building the daemon and the runner (release)"
 cargo build --quiet --release -p vgpu-device -p vgpu-tests --bins

@@ -5,6 +5,8 @@
 # guest program that /init runs before powering off.
 #
 #   build-guest-image.sh [GUEST_PROGRAM]
+#   build-guest-image.sh --guest-test   # builds the repository's static
+#                                       # vgpu-guest-test first and uses it
 #
 # Everything downloaded is cached outside the repository in
 # ${VGPU_CACHE:-$HOME/.cache/vgpu}; rerunning is cheap and idempotent. Only
@@ -12,7 +14,13 @@
 set -euo pipefail
 
 guest_program=""
-if [ "${1:-}" != "" ]; then
+if [ "${1:-}" = "--guest-test" ]; then
+    repo=$(cd "$(dirname "$0")/.." && pwd)
+    echo "build-guest-image: building the static guest test program" >&2
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
+        cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu)
+    guest_program="$repo/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test"
+elif [ "${1:-}" != "" ]; then
     [ -f "$1" ] || { echo "build-guest-image: no guest program at $1" >&2; exit 1; }
     guest_program=$(realpath "$1")
 fi

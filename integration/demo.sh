@@ -10,9 +10,8 @@ cd "$(dirname "$0")/.."
 
 integration/install-qemu.sh --qemu10 >/dev/null
 echo "demo: building (the first time takes a few minutes)"
-RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
-    cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu
-mapfile -t image < <(integration/build-guest-image.sh "$PWD/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test" 2>/dev/null)
+mapfile -t image < <(integration/build-guest-image.sh --guest-test 2>/dev/null)
+[ "${#image[@]}" -eq 2 ] || { echo "demo.sh: building the guest image failed (rerun integration/build-guest-image.sh --guest-test to see why)" >&2; exit 1; }
 cargo build --quiet --release -p vgpu-device -p vgpu-tests --bins
 
 out=$(mktemp)

@@ -25,11 +25,9 @@ if ! command -v virsh >/dev/null 2>&1 || \
 fi
 log "$(dpkg-query -W -f '${Package} ${Version}\n' libvirt-daemon-driver-qemu libvirt-clients | tr '\n' ' ')"
 
-log "building the static guest test program"
-RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
-    cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu
-mapfile -t image < <(integration/build-guest-image.sh \
-    "$PWD/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test")
+log "building the guest test program and the guest image"
+mapfile -t image < <(integration/build-guest-image.sh --guest-test)
+[ "${#image[@]}" -eq 2 ] || { log "building the guest image failed"; exit 1; }
 
 log "building the runner"
 cargo build --quiet -p vgpu-tests --bin vgpu-libvirt-test

@@ -29,13 +29,9 @@ log() { echo "run-vm.sh: $*" >&2; }
 integration/install-qemu.sh --qemu10
 qemu11=$(integration/install-qemu.sh --qemu11)
 
-log "building the static guest test program"
-RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
-    cargo build --quiet --release -p vgpu-guest-test --target x86_64-unknown-linux-gnu
-guest_bin="$PWD/target/x86_64-unknown-linux-gnu/release/vgpu-guest-test"
-
-log "building the guest image"
-mapfile -t image < <(integration/build-guest-image.sh "$guest_bin")
+log "building the guest test program and the guest image"
+mapfile -t image < <(integration/build-guest-image.sh --guest-test)
+[ "${#image[@]}" -eq 2 ] || { log "building the guest image failed"; exit 1; }
 kernel="${image[0]}"
 initrd="${image[1]}"
 

@@ -498,19 +498,13 @@ fn cursor_commands_neither_wait_for_nor_drop_pending_control_fences() {
     // pending control request's head number.
     let mut reused = false;
     for i in 0..64u32 {
-        let mv = Command::MoveCursor(UpdateCursor {
-            hdr: fenced(hdr(CommandType::MoveCursor), 100 + u64::from(i), None),
-            pos: CursorPos {
-                scanout_id: 0.into(),
-                x: i.into(),
-                y: 0.into(),
-                padding: 0.into(),
-            },
-            resource_id: 0.into(),
-            hot_x: 0.into(),
-            hot_y: 0.into(),
-            padding: 0.into(),
-        });
+        let mv = Command::MoveCursor(cursor(
+            fenced(hdr(CommandType::MoveCursor), 100 + u64::from(i), None),
+            i,
+            0,
+            0,
+            (0, 0),
+        ));
         let (head, _) = vmm.post(CURSOR, &Request::of(mv.to_bytes(), 64)).unwrap();
         let used = vmm.wait_used(CURSOR, Duration::from_secs(2)).unwrap();
         assert_eq!(

@@ -324,20 +324,8 @@ fn scanout_flush_and_cursor_reach_the_display() {
     // Cursor: a 64x64 image, then moves, then hidden.
     image(&mut vmm, 2, 64, 64, 0x22);
     expect_ok(&mut vmm, &transfer_2d(2, Rect::new(0, 0, 64, 64), 0));
-    let cursor = |ty: CommandType, res: u32, x: u32| {
-        let c = UpdateCursor {
-            hdr: hdr(ty),
-            pos: CursorPos {
-                scanout_id: 0.into(),
-                x: x.into(),
-                y: 5.into(),
-                padding: 0.into(),
-            },
-            resource_id: res.into(),
-            hot_x: 1.into(),
-            hot_y: 2.into(),
-            padding: 0.into(),
-        };
+    let cursor_cmd = |ty: CommandType, res: u32, x: u32| {
+        let c = cursor(hdr(ty), x, 5, res, (1, 2));
         if ty == CommandType::UpdateCursor {
             Command::UpdateCursor(c)
         } else {
@@ -345,15 +333,15 @@ fn scanout_flush_and_cursor_reach_the_display() {
         }
     };
     let (_, r) = vmm
-        .command_on(CURSOR, &cursor(CommandType::UpdateCursor, 2, 10))
+        .command_on(CURSOR, &cursor_cmd(CommandType::UpdateCursor, 2, 10))
         .unwrap();
     assert_eq!(r, Response::OkNoData);
-    vmm.command_on(CURSOR, &cursor(CommandType::MoveCursor, 0, 20))
+    vmm.command_on(CURSOR, &cursor_cmd(CommandType::MoveCursor, 0, 20))
         .unwrap();
-    vmm.command_on(CURSOR, &cursor(CommandType::UpdateCursor, 0, 30))
+    vmm.command_on(CURSOR, &cursor_cmd(CommandType::UpdateCursor, 0, 30))
         .unwrap();
     let (_, r) = vmm
-        .command_on(CURSOR, &cursor(CommandType::UpdateCursor, 1, 0))
+        .command_on(CURSOR, &cursor_cmd(CommandType::UpdateCursor, 1, 0))
         .unwrap();
     assert_eq!(
         r,
@@ -363,7 +351,7 @@ fn scanout_flush_and_cursor_reach_the_display() {
     // Cursor commands belong on the cursor queue.
     expect(
         &mut vmm,
-        &cursor(CommandType::MoveCursor, 0, 0),
+        &cursor_cmd(CommandType::MoveCursor, 0, 0),
         ErrorCode::Unspec,
     );
     let d = vmm.display.as_ref().unwrap();

@@ -28,19 +28,7 @@ fn ok(vmm: &mut Vmm, cmd: &Command<'_>) {
 /// `marker_x`, sent after the flushes on the same channel, arrives, so
 /// every update sent before it is in.
 fn updates_until_marker(vmm: &mut Vmm, marker_x: u32) -> Vec<(u32, u32, u32, u32, [u8; 4])> {
-    let c = UpdateCursor {
-        hdr: hdr(CommandType::MoveCursor),
-        pos: CursorPos {
-            scanout_id: 0.into(),
-            x: marker_x.into(),
-            y: 0.into(),
-            padding: 0.into(),
-        },
-        resource_id: 0.into(),
-        hot_x: 0.into(),
-        hot_y: 0.into(),
-        padding: 0.into(),
-    };
+    let c = cursor(hdr(CommandType::MoveCursor), marker_x, 0, 0, (0, 0));
     vmm.command_on(CURSOR, &Command::MoveCursor(c)).unwrap();
     let d = vmm.display.as_ref().unwrap();
     d.wait_for(

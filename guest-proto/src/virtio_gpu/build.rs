@@ -90,6 +90,25 @@ pub fn set_scanout(scanout: u32, id: u32, r: Rect) -> Command<'static> {
     })
 }
 
+/// The body of UPDATE_CURSOR / MOVE_CURSOR on scanout 0: header `h`
+/// (fenced or not), position, image resource and hot spot (both ignored
+/// by MOVE_CURSOR).
+pub fn cursor(h: CtrlHdr, x: u32, y: u32, resource_id: u32, hot: (u32, u32)) -> UpdateCursor {
+    UpdateCursor {
+        hdr: h,
+        pos: CursorPos {
+            scanout_id: 0.into(),
+            x: x.into(),
+            y: y.into(),
+            padding: 0.into(),
+        },
+        resource_id: resource_id.into(),
+        hot_x: hot.0.into(),
+        hot_y: hot.1.into(),
+        padding: 0.into(),
+    }
+}
+
 /// RESOURCE_FLUSH.
 pub fn flush(id: u32, r: Rect) -> Command<'static> {
     Command::ResourceFlush(ResourceFlush {

@@ -72,8 +72,7 @@ trap cleanup EXIT
 
 log "the installed daemon, --socket-path, against the harness"
 "$bench" --smoke --backends-only --work "$work/bench" \
-    --backend "$daemon --socket-path {sock} --exit-on-disconnect --no-admin-socket --pressure-source none --max-resources 1000000" \
-    > "$work/bench.out" 2>&1 ||
+    --daemon "$daemon" > "$work/bench.out" 2>&1 ||
     { cat "$work/bench.out" >&2; fail "vgpu-bench against $daemon"; }
 log "PASS vgpu-bench --smoke: $(grep -c '^RESULT' "$work/bench.out") scenario results"
 

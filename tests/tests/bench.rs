@@ -11,11 +11,8 @@ fn every_scenario_completes_and_its_result_parses() {
     let daemon = vgpu_tests::backend::daemon_binary().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vgpu-bench"))
         .arg("--smoke")
-        .arg("--backend")
-        .arg(format!(
-            "{} --socket-path {{sock}} --exit-on-disconnect --no-admin-socket --pressure-source none --max-resources 1000000",
-            daemon.display()
-        ))
+        .arg("--daemon")
+        .arg(&daemon)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -172,9 +172,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         .map_err(|e| e.to_string());
     // The VMM is gone (--exit-on-disconnect, or libvirt's connection
     // closed): nothing may find sockets nobody serves.
-    for s in &sockets {
-        let _ = std::fs::remove_file(s);
-    }
+    remove_sockets(&sockets);
     served
 }
 
@@ -201,14 +199,20 @@ fn exit_on_signal(
             if let Some(sig) = signals.forever().next() {
                 let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
                 log::info!("{name}: removing sockets and exiting");
-                for s in &sockets {
-                    let _ = std::fs::remove_file(s);
-                }
+                remove_sockets(&sockets);
                 std::process::exit(0);
             }
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
     Ok(())
+}
+
+/// Removes the sockets this daemon created (best effort: one already gone
+/// is fine).
+fn remove_sockets(sockets: &[PathBuf]) {
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
 }
 
 /// Test builds only: with `VGPU_TEST_FORBIDDEN_SYSCALL` set, makes a

@@ -175,11 +175,11 @@ pub fn pin_self(cpu: usize) -> std::io::Result<()> {
     rustix::thread::sched_setaffinity(None, &set).map_err(std::io::Error::from)
 }
 
-/// The vgpu daemon next to this executable, with the limits the scale
-/// scenario needs.
-pub fn default_vgpu_cmdline(exe_dir: &Path) -> String {
+/// The vgpu daemon `daemon` as the benchmarks run it, with the limits the
+/// scale scenario needs.
+pub fn vgpu_cmdline(daemon: &Path) -> String {
     format!(
         "{} --socket-path {{sock}} --exit-on-disconnect --no-admin-socket --pressure-source none --max-resources 1000000",
-        exe_dir.join("vhost-user-vgpu").display()
+        daemon.display()
     )
 }

@@ -21,9 +21,13 @@ use vgpu_tests::bench::{self, BackendSpec, RunResult, Settings};
 )]
 struct Args {
     /// Backend under test: a command line with {sock} (default: the
-    /// vhost-user-vgpu next to this program).
-    #[arg(long)]
+    /// vhost-user-vgpu next to this program, or --daemon's).
+    #[arg(long, conflicts_with = "daemon")]
     backend: Option<String>,
+    /// The vhost-user-vgpu to run with the benchmarks' usual arguments
+    /// (e.g. the installed /usr/libexec/vhost-user-vgpu).
+    #[arg(long, value_name = "PATH", conflicts_with = "socket")]
+    daemon: Option<PathBuf>,
     /// Label of --backend.
     #[arg(long, default_value = "vgpu")]
     label: String,
@@ -111,10 +115,14 @@ fn run(args: &Args) -> Result<(), String> {
         },
         None => BackendSpec {
             label: args.label.clone(),
-            cmdline: args
-                .backend
-                .clone()
-                .unwrap_or_else(|| bench::default_vgpu_cmdline(&exe_dir)),
+            cmdline: args.backend.clone().unwrap_or_else(|| {
+                bench::vgpu_cmdline(
+                    &args
+                        .daemon
+                        .clone()
+                        .unwrap_or_else(|| exe_dir.join("vhost-user-vgpu")),
+                )
+            }),
             existing: false,
         },
     }];

@@ -254,77 +254,75 @@ pub fn render(s: &StatsReply) -> String {
 /// seen, every sample labelled `daemon="NAME"`; `vgpu_daemon_up` says
 /// which daemons answered (`None`: it did not, and has no samples).
 pub fn merge(daemons: &[(String, Option<String>)]) -> String {
+    /// One family: its first HELP and TYPE lines, every daemon's samples.
+    #[derive(Default)]
     struct Merged {
-        header: Vec<String>,
+        help: Option<String>,
+        kind: Option<String>,
         samples: Vec<String>,
     }
-    let mut families: Vec<(String, Merged)> = Vec::new();
-    let family_of = |families: &mut Vec<(String, Merged)>, name: &str| -> usize {
-        match families.iter().position(|(n, _)| n == name) {
-            Some(i) => i,
-            None => {
-                families.push((
-                    name.to_string(),
-                    Merged {
-                        header: Vec::new(),
-                        samples: Vec::new(),
-                    },
-                ));
-                families.len() - 1
-            }
-        }
-    };
-    let mut up = String::new();
-    {
-        let mut f = Family { out: &mut up };
-        f.header(
+    let mut order: Vec<&str> = Vec::new();
+    let mut families: std::collections::HashMap<&str, Merged> = Default::default();
+    let mut out = String::new();
+    let mut f = Family { out: &mut out };
+    f.header(
+        "vgpu_daemon_up",
+        "gauge",
+        "Whether the daemon answered its admin socket (1) or not (0).",
+    );
+    for (name, text) in daemons {
+        f.sample(
             "vgpu_daemon_up",
-            "gauge",
-            "Whether the daemon answered its admin socket (1) or not (0).",
+            &[("daemon", name)],
+            u64::from(text.is_some()),
         );
-        for (name, text) in daemons {
-            f.sample(
-                "vgpu_daemon_up",
-                &[("daemon", name)],
-                u64::from(text.is_some()),
-            );
-        }
     }
     for (daemon, text) in daemons {
         let Some(text) = text else { continue };
         let label = format!("daemon=\"{}\"", escape_label(daemon));
-        for line in text.lines() {
-            if let Some(rest) = line
-                .strip_prefix("# HELP ")
-                .or_else(|| line.strip_prefix("# TYPE "))
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let (name, sample) = match (line.strip_prefix("# HELP "), line.strip_prefix("# TYPE "))
             {
-                let name = rest.split(' ').next().unwrap_or_default();
-                let i = family_of(&mut families, name);
-                if families[i].1.header.len() < 2
-                    && !families[i].1.header.contains(&line.to_string())
-                {
-                    families[i].1.header.push(line.to_string());
+                (Some(rest), _) | (_, Some(rest)) => {
+                    (rest.split(' ').next().unwrap_or_default(), None)
                 }
-            } else if !line.is_empty() && !line.starts_with('#') {
-                let end = line.find(['{', ' ']).unwrap_or(line.len());
-                let (name, rest) = line.split_at(end);
-                let labelled = match rest.strip_prefix('{') {
-                    Some(labels) if labels.starts_with('}') => format!("{name}{{{label}{labels}"),
-                    Some(labels) => format!("{name}{{{label},{labels}"),
-                    None => format!("{name}{{{label}}}{rest}"),
-                };
-                let i = family_of(&mut families, name);
-                families[i].1.samples.push(labelled);
+                _ if line.starts_with('#') => continue,
+                _ => {
+                    let end = line.find(['{', ' ']).unwrap_or(line.len());
+                    let (name, rest) = line.split_at(end);
+                    let labelled = match rest.strip_prefix('{') {
+                        Some(labels) if labels.starts_with('}') => {
+                            format!("{name}{{{label}{labels}")
+                        }
+                        Some(labels) => format!("{name}{{{label},{labels}"),
+                        None => format!("{name}{{{label}}}{rest}"),
+                    };
+                    (name, Some(labelled))
+                }
+            };
+            let family = families.entry(name).or_insert_with(|| {
+                order.push(name);
+                Merged::default()
+            });
+            match sample {
+                Some(s) => family.samples.push(s),
+                None if line.starts_with("# HELP ") => {
+                    family.help.get_or_insert_with(|| line.to_string());
+                }
+                None => {
+                    family.kind.get_or_insert_with(|| line.to_string());
+                }
             }
         }
     }
-    for (_, m) in families {
-        for l in m.header.iter().chain(&m.samples) {
-            up.push_str(l);
-            up.push('\n');
+    for name in order {
+        let m = &families[name];
+        for l in m.help.iter().chain(&m.kind).chain(&m.samples) {
+            out.push_str(l);
+            out.push('\n');
         }
     }
-    up
+    out
 }
 
 /// Writes `text` to `path` for node_exporter's textfile collector: into a

@@ -300,9 +300,7 @@ impl RunningBackend {
     /// Sends the backend program SIGTERM and waits (bounded) for it to
     /// exit; its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> io::Result<std::process::ExitStatus> {
-        let pid = rustix::process::Pid::from_raw(self.program()?.id() as i32)
-            .ok_or_else(|| io::Error::other("no pid"))?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        sigterm(self.program()?)?;
         self.wait_for_exit(timeout, "the backend did not exit on SIGTERM (killed)")
     }
 
@@ -317,19 +315,7 @@ impl RunningBackend {
         timeout: Duration,
         why: &'static str,
     ) -> io::Result<std::process::ExitStatus> {
-        let child = self.program()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_or_kill(self.program()?, timeout, why)
     }
 
     /// Whether the backend program is still running.
@@ -338,6 +324,35 @@ impl RunningBackend {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => self.thread.as_ref().is_some_and(|t| !t.is_finished()),
         }
+    }
+}
+
+/// Sends `child` SIGTERM.
+pub fn sigterm(child: &Child) -> io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32)
+        .ok_or_else(|| io::Error::other("no pid"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+    Ok(())
+}
+
+/// Waits up to `timeout` for `child` to exit; kills it if it does not and
+/// says `why` (a TimedOut error).
+pub fn wait_or_kill(
+    child: &mut Child,
+    timeout: Duration,
+    why: &'static str,
+) -> io::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

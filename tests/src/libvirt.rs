@@ -265,18 +265,12 @@ impl Libvirt {
         if let Ok(Some(_)) = self.child.try_wait() {
             return Ok(());
         }
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32)
-            .ok_or_else(|| io::Error::other("no pid"))?;
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let _ = crate::backend::sigterm(&self.child);
+        // Killed if it does not go in time; that is still stopped.
+        match crate::backend::wait_or_kill(&mut self.child, Duration::from_secs(15), "libvirt") {
+            Err(e) if e.kind() != io::ErrorKind::TimedOut => Err(e),
+            _ => Ok(()),
         }
-        self.child.kill()?;
-        self.child.wait().map(|_| ())
     }
 }
 

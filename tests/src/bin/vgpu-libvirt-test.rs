@@ -80,7 +80,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
+/// An I/O error as a message naming `what` it concerned.
+fn failed_at(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
@@ -88,9 +89,9 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
 fn copy_in(from: &Path, dir: &Path, name: &str, mode: u32) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     let to = dir.join(name);
-    std::fs::copy(from, &to).map_err(io(from.display()))?;
+    std::fs::copy(from, &to).map_err(failed_at(from.display()))?;
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
-        .map_err(io(to.display()))?;
+        .map_err(failed_at(to.display()))?;
     Ok(to)
 }
 
@@ -102,11 +103,11 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let _ = std::fs::remove_dir_all(&work);
     let guest = work.join("guest");
-    std::fs::create_dir_all(&guest).map_err(io(guest.display()))?;
+    std::fs::create_dir_all(&guest).map_err(failed_at(guest.display()))?;
     std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755))
-        .map_err(io(work.display()))?;
+        .map_err(failed_at(work.display()))?;
     std::fs::set_permissions(&guest, std::fs::Permissions::from_mode(0o755))
-        .map_err(io(guest.display()))?;
+        .map_err(failed_at(guest.display()))?;
     let kernel = copy_in(&args.kernel, &guest, "vmlinuz", 0o644)?;
     let initrd = copy_in(&args.initrd, &guest, "initrd.gz", 0o644)?;
 
@@ -146,7 +147,7 @@ fn run(args: &Args) -> Result<bool, String> {
 
     let session = work.join("session");
     let vgpu_run = session.join("vgpu-run");
-    std::fs::create_dir_all(&vgpu_run).map_err(io(vgpu_run.display()))?;
+    std::fs::create_dir_all(&vgpu_run).map_err(failed_at(vgpu_run.display()))?;
     let daemon_log = vgpu_run.join("vhost-user-vgpu.log");
     // libvirt passes its environment on to the helpers it starts.
     let env = vec![
